@@ -1,0 +1,31 @@
+"""Ravel's database schema: SQLAlchemy 2.x models, the only description of the tables.
+
+The models describe the schema; they carry no behaviour. All SQL is issued by
+``pipeline.store``, which uses the tables below through SQLAlchemy Core on the step's hot
+path. Every table is prefixed ``ravel_`` so that Ravel can share a host application's database.
+"""
+
+from models.base import Base, RunStatusValues
+from models.tables import (
+    AuditEvent,
+    Effect,
+    InboundEvent,
+    Message,
+    Run,
+    StepRecord,
+    Wait,
+    WorkflowRecord,
+)
+
+__all__ = [
+    "AuditEvent",
+    "Base",
+    "Effect",
+    "InboundEvent",
+    "Message",
+    "Run",
+    "RunStatusValues",
+    "StepRecord",
+    "Wait",
+    "WorkflowRecord",
+]

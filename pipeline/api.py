@@ -1,0 +1,243 @@
+"""The public functions of the contract: start, read, decide, retry, cancel, audit."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Row
+
+from pipeline import dispatch
+from pipeline.audit import find_break
+from pipeline.errors import InvalidInput, RunNotFound, WorkflowNotFound
+from pipeline.jsonutil import MAX_INPUT_BYTES, require_object, to_json_value
+from pipeline.settings import get_settings
+from pipeline.status import RunStatus
+from pipeline.store import decisions, get_db, runs
+from pipeline.views import AuditVerification, HistoryEvent, RunView, StepView, WaitResult, WaitView
+from pipeline.workflow import describe, find_workflow
+
+
+def _run_id(run_id: Any) -> str:
+    """Validate a run id before it reaches SQL: a UUID, or :class:`RunNotFound`."""
+    if isinstance(run_id, uuid.UUID):
+        return str(run_id)
+    if not isinstance(run_id, str) or len(run_id) > 64:
+        raise RunNotFound(f"{str(run_id)[:64]!r} is not a run id (expected a UUID)")
+    try:
+        return str(uuid.UUID(run_id))
+    except ValueError:
+        raise RunNotFound(f"{run_id!r} is not a run id (expected a UUID such as "
+                          "'0b7c5e0e-3f7a-4c53-9a43-6c2f1e8d9b10')") from None
+
+
+def _actor(actor: Any) -> str:
+    if not isinstance(actor, str) or not actor.strip() or len(actor) > 200:
+        raise InvalidInput("actor must be a non-empty name of at most 200 characters")
+    return actor
+
+
+def _workflow_spec(name: str) -> tuple[int, str]:
+    """(version, start step) of a workflow: from this process, else as a worker recorded it."""
+    if not isinstance(name, str):
+        raise WorkflowNotFound(f"workflow name must be a string, not {type(name).__name__}")
+    flow = find_workflow(name)
+    db = get_db()
+    if flow is not None:
+        spec = describe(flow, get_settings().default_queue)
+        # Record it, so operators and processes without the code can see it.
+        if runs.get_workflow(db, name) is None:
+            runs.upsert_workflow(db, name, flow.version, spec["start_step"], spec["steps"])
+        return flow.version, spec["start_step"]
+    row = runs.get_workflow(db, name)
+    if row is None:
+        known = ", ".join(r.name for r in runs.list_workflows(db)) or "none yet"
+        raise WorkflowNotFound(
+            f"unknown workflow {name!r}; workflows registered by workers: {known}. Start a "
+            "worker with RAVEL_WORKFLOWS naming the module that defines it"
+        )
+    return int(row.version), str(row.start_step)
+
+
+def start_run(
+    workflow_name: str, input: dict[str, Any] | str, *, idempotency_key: str | None = None,
+    actor: str = "api",
+) -> str:
+    """Start a run of a workflow and return its id (a str UUID).
+
+    Args:
+        workflow_name: a workflow defined in this process or registered by a worker.
+        input: the run's JSON input (a dict, or JSON text of an object); it becomes the
+            initial ``ctx.state``.
+        idempotency_key: the same key returns the same run instead of starting another.
+        actor: who starts it, for the audit log.
+
+    Raises:
+        WorkflowNotFound: no such workflow.
+        InvalidInput: the input is not a JSON object or is over 64 KB.
+    """
+    data = require_object(input, what="the run input", limit=MAX_INPUT_BYTES)
+    if idempotency_key is not None and (
+        not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 255
+    ):
+        raise InvalidInput("idempotency_key must be a string of 1 to 255 characters")
+    version, start = _workflow_spec(workflow_name)
+    run_id, created = runs.create_run(
+        get_db(), workflow=workflow_name, version=version, step=start, input=data,
+        idempotency_key=idempotency_key, actor=_actor(actor),
+    )
+    if created:
+        dispatch.publish(decisions.Wakeup(run_id, workflow_name, start, 0))
+    return run_id
+
+
+def _wait_view(wait: Row[Any] | None) -> WaitView | None:
+    if wait is None:
+        return None
+    return WaitView(
+        id=wait.id, kind=wait.kind, prompt=wait.prompt, approvers=list(wait.approvers or []),
+        expires_at=wait.expires_at, name=wait.name, data=wait.data, then=wait.then_step,
+        created_at=wait.created_at,
+    )
+
+
+def _view(run: Row[Any], wait: Row[Any] | None) -> RunView:
+    return RunView(
+        id=run.id, workflow=run.workflow, status=RunStatus(run.status), step=run.step,
+        state=run.state, wait=_wait_view(wait), result=run.result, error=run.error,
+        attempt=run.attempt, tokens=int(run.tokens or 0), cost_usd=float(run.cost_usd or 0.0),
+        created_at=run.created_at, updated_at=run.updated_at,
+        workflow_version=run.workflow_version, seq=run.seq, input=run.input,
+    )
+
+
+def get_run(run_id: str) -> RunView:
+    """The run as stored now. Raises :class:`RunNotFound`."""
+    rid = _run_id(run_id)
+    found = runs.get_run(get_db(), rid)
+    if found is None:
+        raise RunNotFound(f"no run with id {rid}; list runs with `ravel runs list`")
+    return _view(*found)
+
+
+def list_runs(
+    status: RunStatus | str | None = None, workflow: str | None = None, limit: int = 50
+) -> list[RunView]:
+    """Runs, newest first, optionally filtered by status and workflow."""
+    if status is not None:
+        try:
+            status = RunStatus(status).value
+        except ValueError:
+            choices = ", ".join(s.value for s in RunStatus)
+            raise InvalidInput(f"unknown status {status!r}; use one of: {choices}") from None
+    if not isinstance(limit, int) or not 1 <= limit <= 10_000:
+        raise InvalidInput("limit must be an integer from 1 to 10000")
+    return [_view(r, w) for r, w in runs.list_runs(get_db(), status, workflow, limit)]
+
+
+def _decide(run_id: str, decision: str, actor: str, data: Any, wait_id: str | None) -> WaitResult:
+    rid = _run_id(run_id)
+    value = to_json_value(data, what="the decision data", limit=MAX_INPUT_BYTES)
+    if wait_id is not None and not isinstance(wait_id, str):
+        raise InvalidInput("wait_id must be a string")
+    result = decisions.decide(get_db(), rid, decision, _actor(actor), value, wait_id)
+    if result.wakeup is not None:
+        dispatch.publish(result.wakeup)
+    return WaitResult("approval", result.decision, result.actor, value, result.at, result.wait_id)
+
+
+def approve(
+    run_id: str, actor: str, data: dict[str, Any] | None = None, *, wait_id: str | None = None
+) -> WaitResult:
+    """Approve the run's open approval as ``actor`` (who must be one of its ``approvers``).
+
+    Exactly one decision wins; approving again is an idempotent success.
+
+    Raises:
+        NotAuthorized: ``actor`` is not an approver (the refusal is audited).
+        WaitAlreadyDecided: it was rejected already (:class:`WaitExpired`: it expired).
+        NotWaiting: the run has no open approval.
+    """
+    return _decide(run_id, "approved", actor, data, wait_id)
+
+
+def reject(
+    run_id: str, actor: str, reason: str | None = None, *, wait_id: str | None = None
+) -> WaitResult:
+    """Reject the run's open approval; the step after the wait sees ``decision == "rejected"``
+    and the reason in ``data``. Raises as :func:`approve`."""
+    return _decide(run_id, "rejected", actor, reason, wait_id)
+
+
+def send_event(run_id: str, name: str, payload: Any = None, *, actor: str = "api") -> bool:
+    """Send an event to a run; True if a waiting run was woken, False if it was kept for later.
+
+    An event sent before the run parks on ``WaitForEvent(name)`` is kept and delivered then.
+    """
+    rid = _run_id(run_id)
+    if not isinstance(name, str) or not 0 < len(name) <= 200:
+        raise InvalidInput("the event name must be a string of 1 to 200 characters")
+    value = to_json_value(payload, what="the event payload", limit=MAX_INPUT_BYTES)
+    wakeup = decisions.send_event(get_db(), rid, name, value, _actor(actor))
+    if wakeup is not None:
+        dispatch.publish(wakeup)
+    return wakeup is not None
+
+
+def retry_run(run_id: str, actor: str, state_patch: dict[str, Any] | None = None) -> RunView:
+    """Resume a failed run at the step that failed; journaled effects are not repeated.
+
+    Args:
+        run_id: the failed run.
+        actor: the operator, for the audit log.
+        state_patch: keys to set in the run's state before it resumes.
+
+    Raises:
+        InvalidTransition: the run is not ``failed``.
+    """
+    rid = _run_id(run_id)
+    patch = None
+    if state_patch is not None:
+        patch = require_object(state_patch, what="the state patch", limit=MAX_INPUT_BYTES)
+    dispatch.publish(decisions.retry(get_db(), rid, _actor(actor), patch))
+    return get_run(rid)
+
+
+def cancel_run(run_id: str, actor: str, reason: str = "cancelled by operator") -> RunView:
+    """Cancel a live run: a running step's commit is discarded, an open wait is closed.
+
+    Cancelling a cancelled run again is a no-op. Raises :class:`InvalidTransition` for a run
+    that already succeeded or failed.
+    """
+    rid = _run_id(run_id)
+    decisions.cancel(get_db(), rid, _actor(actor), str(reason)[:2000])
+    return get_run(rid)
+
+
+def run_history(run_id: str) -> list[HistoryEvent]:
+    """The run's audit events, oldest first."""
+    rid = _run_id(run_id)
+    rows = runs.history(get_db(), rid)
+    if not rows and not runs.run_exists(get_db(), rid):
+        raise RunNotFound(f"no run with id {rid}")
+    return [HistoryEvent(r.kind, r.actor, r.at, r.step, r.data, r.idx) for r in rows]
+
+
+def run_steps(run_id: str) -> list[StepView]:
+    """Every recorded step attempt of the run, in order."""
+    rid = _run_id(run_id)
+    return [
+        StepView(r.seq, r.attempt, r.step, r.status, r.outcome, r.worker, r.error,
+                 r.started_at, r.finished_at)
+        for r in runs.step_records(get_db(), rid)
+    ]
+
+
+def verify_audit(run_id: str) -> AuditVerification:
+    """Re-compute the run's audit hash chain and say whether (and where) it was altered."""
+    rid = _run_id(run_id)
+    rows = runs.history(get_db(), rid)
+    if not rows and not runs.run_exists(get_db(), rid):
+        raise RunNotFound(f"no run with id {rid}")
+    bad, problem, count = find_break(rows)
+    return AuditVerification(rid, bad is None, count, bad, problem)

@@ -1,0 +1,136 @@
+"""``StepContext``: what a step function sees and the journal it calls effects through."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pipeline import faults
+from pipeline.jsonutil import to_json_value
+from pipeline.store import Database, journal
+from pipeline.store.journal import JournalEntry
+from pipeline.views import WaitResult
+
+T = TypeVar("T")
+_KEY_NAMESPACE = uuid.UUID("6f1c9a52-0b8e-4d0e-9a57-2f0d3c4b5a61")
+
+
+class StepContext:
+    """The run as one step attempt sees it.
+
+    Attributes:
+        run_id: the run's id.
+        workflow: the workflow's name.
+        step: this step's name.
+        seq: the step's sequence number in the run (stable across its attempts).
+        attempt: this attempt's number for the step, from 1 (counted since the last
+            operator retry).
+        state: the run's JSON state; changes are saved with the step's commit, and dropped
+            if the attempt fails.
+        wait_result: how the wait before this step ended, or None.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        run_id: str,
+        workflow: str,
+        step: str,
+        seq: int,
+        attempt: int,
+        state: dict[str, Any],
+        wait_result: WaitResult | None,
+        message_count: int = 0,
+    ) -> None:
+        self._db = db
+        self.run_id = run_id
+        self.workflow = workflow
+        self.step = step
+        self.seq = seq
+        self.attempt = attempt
+        self.state = state
+        self.wait_result = wait_result
+        self._journal: dict[str, JournalEntry] | None = None
+        self._messages: list[dict[str, Any]] | None = None
+        self._message_count = message_count
+        self.new_messages: list[dict[str, Any]] = []
+        self.lease_lost = False
+
+    # -- effects -----------------------------------------------------------------------
+
+    def idempotency_key(self, name: str) -> str:
+        """A key stable for (run, step seq, ``name``): hand it to the remote system."""
+        return str(uuid.uuid5(_KEY_NAMESPACE, f"{self.run_id}/{self.seq}/{name}"))
+
+    def journal(self) -> dict[str, JournalEntry]:
+        """This step's journal (all attempts), loaded on first use."""
+        if self._journal is None:
+            self._journal = journal.load(self._db, self.run_id, self.seq)
+        return self._journal
+
+    def effect(self, name: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Any:
+        """Call ``fn(*args, **kwargs)`` once for this step, journaling its result.
+
+        A result already journaled (by an earlier attempt) is returned without calling
+        ``fn``. If ``fn`` raises, nothing is recorded and the exception fails the attempt.
+        The returned value is the JSON form of ``fn``'s result, the same on every attempt.
+        """
+        return self.journaled(name, "effect", lambda: fn(*args, **kwargs))
+
+    def journaled(
+        self, name: str, kind: str, call: Callable[[], Any],
+        usage: Callable[[Any], tuple[int, float, str | None]] | None = None,
+    ) -> Any:
+        """Run ``call`` under the journal entry ``name`` (the engine of :meth:`effect`).
+
+        Args:
+            name: the entry's name, unique within the step.
+            kind: ``effect``, ``llm`` or ``tool``.
+            call: the call to make when no result is journaled.
+            usage: maps the JSON result to (tokens, cost in USD, model), for paid calls.
+        """
+        entry = self.journal().get(name)
+        if entry is not None and entry.done:
+            return entry.result
+        key = self.idempotency_key(name)
+        journal.record_intent(self._db, self.run_id, self.seq, name, kind, key)
+        faults.fault("after_effect_intent", self.step)
+        value = to_json_value(call(), what=f"the result of {kind} {name!r}")
+        faults.fault("after_effect_call_before_record", self.step)
+        tokens, cost, model = usage(value) if usage else (0, 0.0, None)
+        if not journal.record_result(
+            self._db, self.run_id, self.seq, name, value,
+            tokens=tokens, cost_usd=cost, model=model,
+        ):
+            # Another attempt (whose lease we outlived) recorded first: its result stands.
+            self._journal = None
+            winner = self.journal().get(name)
+            if winner is not None and winner.done:
+                return winner.result
+        self.journal()[name] = JournalEntry(
+            name, kind, "done", key, (entry.calls + 1) if entry else 1, value, tokens, cost,
+            model, None,
+        )
+        faults.fault("after_effect_call_before_commit", self.step)
+        return value
+
+    # -- conversation ------------------------------------------------------------------
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """The run's conversation so far (loaded on first use), including this step's."""
+        if self._messages is None:
+            self._messages = (
+                journal.load_messages(self._db, self.run_id) if self._message_count else []
+            )
+            self._messages.extend(self.new_messages)
+        return self._messages
+
+    def add_message(self, message: dict[str, Any]) -> None:
+        """Append a message; it is stored with the step's commit (append-only)."""
+        value = to_json_value(message, what="a conversation message")
+        self.new_messages.append(value)
+        if self._messages is not None:
+            self._messages.append(value)

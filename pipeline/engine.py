@@ -1,0 +1,220 @@
+"""The step protocol: claim, load, work outside any transaction, one fenced commit, hand on."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline import dispatch, faults
+from pipeline.context import StepContext
+from pipeline.errors import InvalidInput, InvalidStepResult
+from pipeline.jsonutil import MAX_STATE_BYTES, to_json_value
+from pipeline.lease import keeper
+from pipeline.redact import redact, redact_text
+from pipeline.retry import RetryPolicy
+from pipeline.settings import get_settings
+from pipeline.status import RunStatus
+from pipeline.store import get_db
+from pipeline.store import steps as store
+from pipeline.store.decisions import Wakeup
+from pipeline.store.steps import Claim, CommitPlan, WaitSpec
+from pipeline.transitions import (
+    TRANSITION_TYPES,
+    Done,
+    Fail,
+    Next,
+    Sleep,
+    WaitForApproval,
+    WaitForEvent,
+)
+from pipeline.views import WaitResult
+from pipeline.workflow import StepDef, Workflow, find_workflow
+
+log = logging.getLogger("ravel.engine")
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What one wake-up did.
+
+    Attributes:
+        claimed: False when the wake-up found nothing to do (duplicate, stale, parked).
+        committed: False when the lease was lost before the commit (nothing was published).
+        status: the run's status after the commit.
+        wakeup: the next wake-up published, if the run is runnable.
+        wait_id: the wait the run parked on, if it parked.
+    """
+
+    claimed: bool
+    committed: bool = False
+    status: RunStatus | None = None
+    wakeup: Wakeup | None = None
+    wait_id: str | None = None
+
+
+NOTHING_TO_DO = StepOutcome(claimed=False)
+
+
+def execute_step(run_id: str, seq: int, step: str, *, worker: str) -> StepOutcome:
+    """Run one attempt of ``step`` of a run if the wake-up is current; publish what follows."""
+    db = get_db()
+    settings = get_settings()
+    claim = store.claim(db, run_id, seq, step, settings.lease_seconds, worker)
+    if claim is None:
+        return NOTHING_TO_DO
+    faults.fault("after_claim", claim.step)
+    plan = plan_attempt(claim)
+    faults.fault("before_commit", claim.step)
+    done = store.commit(db, claim, plan)
+    if done is None:
+        log.warning("run %s: lease lost before commit; the step's outcome was dropped", run_id)
+        return StepOutcome(claimed=True, committed=False)
+    faults.fault("after_commit_before_publish", claim.step)
+    wakeup = None
+    if done.status is RunStatus.PENDING:
+        wakeup = Wakeup(run_id, claim.workflow, done.step, done.seq)
+        dispatch.publish(wakeup)
+    return StepOutcome(True, True, done.status, wakeup, done.wait_id)
+
+
+def plan_attempt(claim: Claim) -> CommitPlan:
+    """Run the step function for a claimed run and decide what to commit."""
+    flow = find_workflow(claim.workflow)
+    step_def = flow.steps.get(claim.step) if flow else None
+    if flow is None or step_def is None:
+        return _fatal(claim, f"this worker has no step {claim.workflow}.{claim.step}")
+    if flow.version != claim.workflow_version:
+        return _fatal(
+            claim,
+            f"the run was started on {flow.name} version {claim.workflow_version}, but this "
+            f"worker serves version {flow.version}; run a worker with the old version, or "
+            "cancel the run",
+        )
+    attempt = claim.attempt - claim.retry_base
+    if attempt > step_def.retry.max_attempts:
+        return _fatal(
+            claim,
+            f"attempt {attempt} of step {claim.step!r} exceeds max_attempts="
+            f"{step_def.retry.max_attempts}: earlier attempts died without finishing "
+            "(the worker was killed or ran out of memory)",
+        )
+    db = get_db()
+    ctx = StepContext(
+        db,
+        run_id=claim.run_id,
+        workflow=claim.workflow,
+        step=claim.step,
+        seq=claim.seq,
+        attempt=attempt,
+        state=claim.state,
+        wait_result=WaitResult.from_json(claim.wait_result) if claim.wait_result else None,
+        message_count=claim.message_count,
+    )
+    lease = keeper(db, get_settings().lease_seconds)
+    lease.hold(claim.run_id, claim.fencing)
+    try:
+        result = step_def.fn(ctx)
+        return _plan_transition(flow, claim, ctx, result)
+    except Exception as exc:
+        return _plan_failure(claim, step_def, attempt, exc)
+    finally:
+        ctx.lease_lost = not lease.release()
+
+
+def _plan_transition(flow: Workflow, claim: Claim, ctx: StepContext, result: Any) -> CommitPlan:
+    if not isinstance(result, TRANSITION_TYPES):
+        raise InvalidStepResult(
+            f"step {claim.step!r} returned {type(result).__name__} {result!r:.80}, not a "
+            "transition; return Next, Done, Fail, Sleep, WaitForApproval or WaitForEvent"
+        )
+    state = to_json_value(ctx.state, what="ctx.state", limit=MAX_STATE_BYTES)
+    base: dict[str, Any] = {"state": state, "messages": ctx.new_messages, "advance": True,
+                            "step_status": "succeeded"}
+    succeeded = ("step.succeeded", {"attempt": claim.attempt})
+    if isinstance(result, Next):
+        _check_step(flow, result.step, "Next")
+        succeeded[1]["next"] = result.step
+        return CommitPlan(RunStatus.PENDING, result.step, outcome="next", events=[succeeded],
+                          **base)
+    if isinstance(result, Done):
+        value = to_json_value(result.result, what="the Done result")
+        return CommitPlan(RunStatus.SUCCEEDED, claim.step, outcome="done", result=value,
+                          events=[succeeded, ("run.succeeded", {})], **base)
+    if isinstance(result, Fail):
+        reason = redact_text(str(result.reason))
+        return CommitPlan(RunStatus.FAILED, claim.step, outcome="fail", error=reason,
+                          events=[("run.failed", {"error": reason})],
+                          **{**base, "advance": False, "step_status": "failed"})
+    if isinstance(result, Sleep):
+        _check_step(flow, result.then, "Sleep")
+        seconds = result.duration.total_seconds()
+        return CommitPlan(RunStatus.SLEEPING, result.then, outcome="sleep", wake_after=seconds,
+                          events=[succeeded, ("run.sleeping", {"seconds": seconds})], **base)
+    return _plan_wait(flow, claim, result, base, succeeded)
+
+
+def _plan_wait(
+    flow: Workflow, claim: Claim, result: WaitForApproval | WaitForEvent,
+    base: dict[str, Any], succeeded: tuple[str, dict[str, Any]],
+) -> CommitPlan:
+    kind = "approval" if isinstance(result, WaitForApproval) else "event"
+    _check_step(flow, result.then, type(result).__name__)
+    timeout = result.timeout.total_seconds() if result.timeout is not None else None
+    if isinstance(result, WaitForApproval):
+        approvers = result.approvers
+        if not approvers or not all(isinstance(a, str) and a for a in approvers):
+            raise InvalidStepResult("WaitForApproval needs approvers: a non-empty list of names")
+        data = to_json_value(result.data, what="WaitForApproval data") if result.data else None
+        spec = WaitSpec("approval", result.then, timeout, prompt=str(result.prompt),
+                        approvers=list(approvers), data=data)
+        info: dict[str, Any] = {"prompt": spec.prompt, "approvers": spec.approvers}
+    else:
+        spec = WaitSpec("event", result.then, timeout, name=result.name)
+        info = {"event": result.name}
+    waiting = ("run.waiting", {"kind": kind, "timeout_seconds": timeout, **redact(info)})
+    return CommitPlan(RunStatus.WAITING, result.then, outcome="wait", wait=spec,
+                      events=[succeeded, waiting], **base)
+
+
+def _check_step(flow: Workflow, name: str, what: str) -> None:
+    if name not in flow.steps:
+        raise InvalidStepResult(
+            f"{what} names step {name!r}, which workflow {flow.name!r} does not have "
+            f"(its steps: {', '.join(flow.steps)})"
+        )
+
+
+def _plan_failure(claim: Claim, step_def: StepDef, attempt: int, exc: Exception) -> CommitPlan:
+    error = redact_text(f"{type(exc).__name__}: {exc}")
+    permanent = isinstance(exc, InvalidStepResult | InvalidInput) or not getattr(
+        exc, "retryable", True
+    )
+    policy: RetryPolicy = step_def.retry
+    failed = ("step.failed", {"attempt": claim.attempt, "error": error})
+    if not permanent and policy.should_retry(attempt):
+        delay = policy.delay(attempt)
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(retry_after, int | float) and retry_after > delay:
+            delay = min(float(retry_after), policy.max_delay)
+        log.info("run %s: step %s attempt %d failed (%s); retry in %.1fs",
+                 claim.run_id, claim.step, attempt, error, delay)
+        return CommitPlan(
+            RunStatus.SLEEPING, claim.step, advance=False, step_status="failed",
+            outcome="retry", step_error=error, wake_after=delay,
+            events=[failed, ("step.retry_scheduled", {"attempt": attempt + 1, "delay": delay})],
+        )
+    log.warning("run %s: step %s failed for good: %s", claim.run_id, claim.step, error)
+    return CommitPlan(
+        RunStatus.FAILED, claim.step, advance=False, step_status="failed", outcome="fail",
+        step_error=error, error=error, events=[failed, ("run.failed", {"error": error})],
+    )
+
+
+def _fatal(claim: Claim, why: str) -> CommitPlan:
+    return CommitPlan(
+        RunStatus.FAILED, claim.step, advance=False, step_status="failed", outcome="fail",
+        step_error=why, error=why,
+        events=[("step.failed", {"attempt": claim.attempt, "error": why}),
+                ("run.failed", {"error": why})],
+    )

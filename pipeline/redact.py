@@ -1,0 +1,40 @@
+"""One ``redact()`` applied where text leaves a step: errors, logs, audit data."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_PATTERNS = [
+    re.compile(r"sk-[A-Za-z0-9_\-]{8,}"),
+    re.compile(r"xox[abposr]-[A-Za-z0-9\-]{8,}"),
+    re.compile(r"AKIA[0-9A-Z]{16}"),
+    re.compile(r"(?i)bearer\s+[A-Za-z0-9._\-]{8,}"),
+    re.compile(r"eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
+]
+_SECRET_KEYS = re.compile(r"(?i)(authorization|api_?key|token|password|secret|cookie)")
+MASK = "[redacted]"
+
+
+def redact_text(text: str, limit: int = 4000) -> str:
+    """``text`` with secrets masked, CR/LF neutralised (no forged log lines), and cut."""
+    for pattern in _PATTERNS:
+        text = pattern.sub(MASK, text)
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def redact(value: Any) -> Any:
+    """A copy of a JSON value with secret-looking keys and values masked."""
+    if isinstance(value, str):
+        for pattern in _PATTERNS:
+            value = pattern.sub(MASK, value)
+        return value
+    if isinstance(value, dict):
+        return {
+            k: MASK if isinstance(k, str) and _SECRET_KEYS.search(k) else redact(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value

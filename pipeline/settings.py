@@ -1,0 +1,115 @@
+"""One typed settings object, read from ``RAVEL_*`` (and ``OPENAI_*``) environment variables."""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.errors import ConfigurationError
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a number; set it to seconds, e.g. 30") from None
+    if value <= 0:
+        raise ConfigurationError(f"{name}={raw!r} must be greater than zero")
+    return value
+
+
+def normalise_database_url(url: str) -> str:
+    """Pin PostgreSQL URLs to psycopg2, the driver Ravel installs.
+
+    SQLAlchemy 2.1 made psycopg 3 the default for ``postgresql://``; without this a bare URL
+    would ask for a driver that is not installed.
+    """
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix) :]
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Ravel's configuration. Build it with :func:`get_settings`, which reads the environment.
+
+    Attributes:
+        home: folder of the embedded default (SQLite file, filesystem broker): ``RAVEL_HOME``.
+        database_url: ``RAVEL_DATABASE_URL``; default a SQLite file under ``home``.
+        broker_url: ``RAVEL_BROKER_URL``; default a filesystem broker under ``home``.
+        workflows: modules a worker imports, from ``RAVEL_WORKFLOWS`` (comma-separated).
+        default_queue: Celery queue of steps that name none: ``RAVEL_DEFAULT_QUEUE``.
+        lease_seconds: how long a claim holds a run before another worker may take it over;
+            a running step renews it every third of that: ``RAVEL_LEASE_SECONDS``.
+        reaper_interval: seconds between reaper passes (beat): ``RAVEL_REAPER_INTERVAL``.
+        redispatch_after: a pending run whose wake-up is older than this is re-published:
+            ``RAVEL_REDISPATCH_AFTER``.
+        step_time_limit: soft time limit of one step in seconds: ``RAVEL_STEP_TIME_LIMIT``.
+        dispatcher: ``module:function`` that publishes wake-ups: ``RAVEL_DISPATCHER``.
+        openai_base_url / openai_api_key / model: the LLM endpoint (``OPENAI_BASE_URL``,
+            ``OPENAI_API_KEY``, ``RAVEL_MODEL``).
+    """
+
+    home: Path
+    database_url: str
+    broker_url: str
+    workflows: tuple[str, ...]
+    default_queue: str = "ravel"
+    lease_seconds: float = 30.0
+    reaper_interval: float = 1.0
+    redispatch_after: float = 5.0
+    step_time_limit: float = 300.0
+    dispatcher: str = "tasks.dispatch:publish"
+    openai_base_url: str | None = None
+    openai_api_key: str | None = field(default=None, repr=False)
+    model: str = "gpt-4o-mini"
+
+    @property
+    def is_embedded(self) -> bool:
+        """Whether the run store is the embedded SQLite default."""
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def broker_folder(self) -> Path:
+        """Folder of the filesystem broker (embedded default)."""
+        return self.home / "broker"
+
+
+def _read() -> Settings:
+    home = Path(os.environ.get("RAVEL_HOME") or ".ravel").absolute()
+    database_url = os.environ.get("RAVEL_DATABASE_URL") or f"sqlite:///{home / 'ravel.db'}"
+    broker_url = os.environ.get("RAVEL_BROKER_URL") or "filesystem://"
+    modules = os.environ.get("RAVEL_WORKFLOWS", "")
+    return Settings(
+        home=home,
+        database_url=normalise_database_url(database_url),
+        broker_url=broker_url,
+        workflows=tuple(m.strip() for m in modules.split(",") if m.strip()),
+        default_queue=os.environ.get("RAVEL_DEFAULT_QUEUE") or "ravel",
+        lease_seconds=_float("RAVEL_LEASE_SECONDS", 30.0),
+        reaper_interval=_float("RAVEL_REAPER_INTERVAL", 1.0),
+        redispatch_after=_float("RAVEL_REDISPATCH_AFTER", 5.0),
+        step_time_limit=_float("RAVEL_STEP_TIME_LIMIT", 300.0),
+        dispatcher=os.environ.get("RAVEL_DISPATCHER") or "tasks.dispatch:publish",
+        openai_base_url=os.environ.get("OPENAI_BASE_URL") or None,
+        openai_api_key=os.environ.get("OPENAI_API_KEY") or None,
+        model=os.environ.get("RAVEL_MODEL") or "gpt-4o-mini",
+    )
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read from the environment once."""
+    return _read()
+
+
+def reload_settings() -> Settings:
+    """Forget the cached settings and read the environment again (tests, CLI options)."""
+    get_settings.cache_clear()
+    return get_settings()

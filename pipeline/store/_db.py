@@ -1,0 +1,160 @@
+"""Engine construction and the few dialect differences the store has to know about.
+
+PostgreSQL is production; SQLite (WAL, ``BEGIN IMMEDIATE``, a busy timeout) exists so the
+embedded default runs real worker processes on a bare machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import ColumnElement, expression
+from sqlalchemy.sql.compiler import SQLCompiler
+
+from models.base import UTCDateTime
+
+
+class db_now(expression.FunctionElement[datetime]):
+    """The database clock, optionally plus ``seconds``: leases and due times never use a
+    worker's clock, so skew between hosts cannot expire or extend them."""
+
+    type = UTCDateTime()
+    inherit_cache = True
+
+
+@compiles(db_now, "postgresql")
+def _pg_now(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
+    args = list(element.clauses)
+    if not args:
+        return "now()"
+    return f"(now() + make_interval(secs => {compiler.process(args[0], **kw)}))"
+
+
+@compiles(db_now, "sqlite")
+def _sqlite_now(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
+    # strftime gives milliseconds; pad to the 6 digits SQLAlchemy stores, so text comparison
+    # with stored timestamps orders correctly.
+    args = list(element.clauses)
+    if not args:
+        return "(strftime('%Y-%m-%d %H:%M:%f', 'now') || '000')"
+    secs = compiler.process(args[0], **kw)
+    return f"(strftime('%Y-%m-%d %H:%M:%f', 'now', ({secs}) || ' seconds') || '000')"
+
+
+def now_plus(seconds: float) -> ColumnElement[datetime]:
+    """The database clock plus ``seconds``."""
+    return db_now(expression.literal(float(seconds)))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+def dumps(value: Any) -> str:
+    """JSON as stored: no NaN/Infinity (PostgreSQL rejects them), datetimes as ISO text."""
+    return json.dumps(value, default=_json_default, allow_nan=False, separators=(",", ":"))
+
+
+class Database:
+    """One engine per process, with the dialect-specific pieces the store needs.
+
+    Build it lazily in each process (never before a fork): :func:`pipeline.store.get_store`
+    does, and the Celery ``worker_process_init`` hook disposes inherited pools.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self.engine: Engine = self._create(url)
+
+    def _create(self, url: str) -> Engine:
+        if self.is_sqlite:
+            path = url.split(":///", 1)[-1]
+            if path and path != ":memory:":
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            engine = create_engine(
+                url,
+                json_serializer=dumps,
+                connect_args={"timeout": 30, "isolation_level": None},
+            )
+            _configure_sqlite(engine)
+            return engine
+        return create_engine(
+            url,
+            json_serializer=dumps,
+            pool_pre_ping=True,
+            pool_size=2,
+            max_overflow=4,
+            pool_recycle=1800,
+        )
+
+    @property
+    def dialect_insert(self) -> Any:
+        """``insert`` with ``on_conflict_do_*`` for this dialect."""
+        return sqlite.insert if self.is_sqlite else postgresql.insert
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """One short write transaction (``BEGIN IMMEDIATE`` on SQLite)."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def autocommit(self) -> Iterator[Connection]:
+        """A connection whose single statements commit on their own: one round trip each."""
+        with self.engine.connect() as conn:
+            if self.is_sqlite:
+                yield conn
+                conn.commit()
+            else:
+                yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
+    def now(self) -> datetime:
+        """Read the database clock."""
+        with self.engine.connect() as conn:
+            value = conn.execute(expression.select(db_now())).scalar_one()
+        assert isinstance(value, datetime)
+        return value
+
+    def dispose(self) -> None:
+        """Drop pooled connections (after a fork: they must not be shared)."""
+        self.engine.dispose(close=False)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        # WAL lets readers run beside the single writer; the busy timeout makes concurrent
+        # worker processes wait for the lock instead of failing with "database is locked".
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # Take the write lock up front: a deferred transaction that reads then writes fails
+        # at once with SQLITE_BUSY instead of waiting.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def utc(value: datetime) -> datetime:
+    """``value`` as an aware UTC datetime."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+__all__ = ["Database", "db_now", "dumps", "now_plus", "text", "utc"]

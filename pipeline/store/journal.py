@@ -1,0 +1,136 @@
+"""The effects journal and the conversation: what a step reads and writes outside its commit.
+
+Intent and result are each one autocommit statement: the intent must be durable before the
+call starts (so a crash mid-call is recognised as an unknown outcome), and the result durable
+as soon as the call returns (so no later attempt repeats it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from models import Effect, Message
+from pipeline.store._db import Database, db_now
+
+effects_t = Effect.__table__
+messages_t = Message.__table__
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One journaled call of a step."""
+
+    name: str
+    kind: str
+    status: str
+    idempotency_key: str
+    calls: int
+    result: Any
+    tokens: int
+    cost_usd: float
+    model: str | None
+    finished_at: datetime | None
+
+    @property
+    def done(self) -> bool:
+        """Whether the call's result is recorded."""
+        return self.status == "done"
+
+
+def load(db: Database, run_id: str, seq: int) -> dict[str, JournalEntry]:
+    """The journal of one step (all its attempts), by effect name."""
+    with db.engine.connect() as conn:
+        rows = conn.execute(
+            select(effects_t).where(effects_t.c.run_id == run_id, effects_t.c.seq == seq)
+        )
+        return {
+            r.name: JournalEntry(
+                r.name, r.kind, r.status, r.idempotency_key, r.calls, r.result, r.tokens,
+                r.cost_usd, r.model, r.finished_at,
+            )
+            for r in rows
+        }
+
+
+def record_intent(
+    db: Database, run_id: str, seq: int, name: str, kind: str, key: str
+) -> None:
+    """Write (or count again) the intent to call ``name``, before calling it."""
+    ins = db.dialect_insert(effects_t).values(
+        run_id=run_id, seq=seq, name=name, kind=kind, status="started", idempotency_key=key,
+        calls=1, tokens=0, cost_usd=0.0, started_at=db_now(),
+    )
+    stmt = ins.on_conflict_do_update(
+        index_elements=["run_id", "seq", "name"],
+        set_={"calls": effects_t.c.calls + 1, "started_at": db_now()},
+        where=effects_t.c.status == "started",
+    )
+    with db.autocommit() as conn:
+        conn.execute(stmt)
+
+
+def record_result(
+    db: Database,
+    run_id: str,
+    seq: int,
+    name: str,
+    result: Any,
+    *,
+    tokens: int = 0,
+    cost_usd: float = 0.0,
+    model: str | None = None,
+) -> bool:
+    """Record a call's result; False if another attempt recorded one first (its result wins)."""
+    stmt = (
+        update(effects_t)
+        .where(
+            effects_t.c.run_id == run_id,
+            effects_t.c.seq == seq,
+            effects_t.c.name == name,
+            effects_t.c.status == "started",
+        )
+        .values(status="done", result=result, tokens=tokens, cost_usd=cost_usd, model=model,
+                finished_at=db_now())
+    )
+    with db.autocommit() as conn:
+        return conn.execute(stmt).rowcount == 1
+
+
+def usage(db: Database, run_id: str) -> tuple[int, float, int]:
+    """The run's tokens and cost so far, and how many tool calls it made."""
+    with db.engine.connect() as conn:
+        row = conn.execute(
+            select(
+                func.coalesce(func.sum(effects_t.c.tokens), 0),
+                func.coalesce(func.sum(effects_t.c.cost_usd), 0.0),
+                func.count().filter(effects_t.c.kind == "tool"),
+            ).where(effects_t.c.run_id == run_id)
+        ).one()
+    return int(row[0]), float(row[1]), int(row[2])
+
+
+def usage_by_call(db: Database, run_id: str) -> list[Any]:
+    """Every journaled call of the run, in order: the ledger for timelines and proofs."""
+    with db.engine.connect() as conn:
+        return list(
+            conn.execute(
+                select(effects_t)
+                .where(effects_t.c.run_id == run_id)
+                .order_by(effects_t.c.seq, effects_t.c.started_at)
+            )
+        )
+
+
+def load_messages(db: Database, run_id: str) -> list[dict[str, Any]]:
+    """The run's conversation, oldest first."""
+    with db.engine.connect() as conn:
+        rows = conn.execute(
+            select(messages_t.c.message)
+            .where(messages_t.c.run_id == run_id)
+            .order_by(messages_t.c.idx)
+        )
+        return [r.message for r in rows]

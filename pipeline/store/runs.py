@@ -1,0 +1,176 @@
+"""Registering workflows, creating runs, and reading runs, waits, steps and history."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Row, func, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from models import Effect, Run, StepRecord, Wait, WorkflowRecord
+from pipeline.status import RunStatus
+from pipeline.store._db import Database, db_now
+from pipeline.store.audit_log import Chain, read_events
+
+runs_t = Run.__table__
+waits_t = Wait.__table__
+steps_t = StepRecord.__table__
+effects_t = Effect.__table__
+workflows_t = WorkflowRecord.__table__
+
+
+def upsert_workflow(
+    db: Database, name: str, version: int, start_step: str, steps: dict[str, str]
+) -> None:
+    """Record (or refresh) a workflow a worker serves, with its steps' queues."""
+    ins = db.dialect_insert(workflows_t).values(
+        name=name, version=version, start_step=start_step, steps=steps, updated_at=db_now()
+    )
+    stmt = ins.on_conflict_do_update(
+        index_elements=["name"],
+        set_={"version": version, "start_step": start_step, "steps": steps,
+              "updated_at": db_now()},
+    )
+    with db.begin() as conn:
+        conn.execute(stmt)
+
+
+def get_workflow(db: Database, name: str) -> Row[Any] | None:
+    """The registered workflow of that name, or None."""
+    with db.engine.connect() as conn:
+        return conn.execute(select(workflows_t).where(workflows_t.c.name == name)).first()
+
+
+def list_workflows(db: Database) -> list[Row[Any]]:
+    """All registered workflows."""
+    with db.engine.connect() as conn:
+        return list(conn.execute(select(workflows_t).order_by(workflows_t.c.name)))
+
+
+def create_run(
+    db: Database,
+    *,
+    workflow: str,
+    version: int,
+    step: str,
+    input: dict[str, Any],
+    idempotency_key: str | None,
+    actor: str,
+) -> tuple[str, bool]:
+    """Insert a pending run (the committed row is the outbox); return (id, created)."""
+    if idempotency_key is not None:
+        existing = _run_id_for_key(db, idempotency_key)
+        if existing is not None:
+            return existing, False
+    run_id = str(uuid.uuid4())
+    try:
+        with db.begin() as conn:
+            now = conn.execute(select(db_now())).scalar_one()
+            chain = Chain(run_id, 0, "")
+            chain.append("run.started", actor, now, step,
+                         {"workflow": workflow, "version": version,
+                          "idempotency_key": idempotency_key})
+            conn.execute(
+                insert(runs_t).values(
+                    id=run_id, workflow=workflow, workflow_version=version,
+                    status=RunStatus.PENDING.value, step=step, seq=0, attempt=0,
+                    recorded_attempt=0, retry_base=0, fencing=0, version=0,
+                    input=input, state=dict(input), idempotency_key=idempotency_key,
+                    published_at=now, audit_seq=chain.seq, audit_head=chain.head,
+                    message_count=0, created_at=now, updated_at=now,
+                )
+            )
+            chain.flush(conn)
+    except IntegrityError:
+        # Two callers raced with the same idempotency key: the first insert won.
+        if idempotency_key is None:
+            raise
+        existing = _run_id_for_key(db, idempotency_key)
+        if existing is None:
+            raise
+        return existing, False
+    return run_id, True
+
+
+def _run_id_for_key(db: Database, key: str) -> str | None:
+    with db.engine.connect() as conn:
+        found = conn.execute(select(runs_t.c.id).where(runs_t.c.idempotency_key == key)).first()
+    return None if found is None else str(found.id)
+
+
+def _usage_columns() -> tuple[Any, Any]:
+    tokens = (
+        select(func.coalesce(func.sum(effects_t.c.tokens), 0))
+        .where(effects_t.c.run_id == runs_t.c.id)
+        .scalar_subquery()
+        .label("tokens")
+    )
+    cost = (
+        select(func.coalesce(func.sum(effects_t.c.cost_usd), 0.0))
+        .where(effects_t.c.run_id == runs_t.c.id)
+        .scalar_subquery()
+        .label("cost_usd")
+    )
+    return tokens, cost
+
+
+def get_run(db: Database, run_id: str) -> tuple[Row[Any], Row[Any] | None] | None:
+    """A run with its token totals, and its open wait; None if there is no such run."""
+    with db.engine.connect() as conn:
+        run = conn.execute(
+            select(runs_t, *_usage_columns()).where(runs_t.c.id == run_id)
+        ).first()
+        if run is None:
+            return None
+        wait = None
+        if run.status == RunStatus.WAITING.value:
+            wait = conn.execute(
+                select(waits_t).where(waits_t.c.run_id == run_id, waits_t.c.decided_at.is_(None))
+            ).first()
+    return run, wait
+
+
+def list_runs(
+    db: Database, status: str | None, workflow: str | None, limit: int
+) -> list[tuple[Row[Any], Row[Any] | None]]:
+    """Runs, newest first, with their open waits."""
+    query = select(runs_t, *_usage_columns()).order_by(runs_t.c.created_at.desc()).limit(limit)
+    if status is not None:
+        query = query.where(runs_t.c.status == status)
+    if workflow is not None:
+        query = query.where(runs_t.c.workflow == workflow)
+    with db.engine.connect() as conn:
+        runs = list(conn.execute(query))
+        ids = [r.id for r in runs if r.status == RunStatus.WAITING.value]
+        waits = {}
+        if ids:
+            for w in conn.execute(
+                select(waits_t).where(waits_t.c.run_id.in_(ids), waits_t.c.decided_at.is_(None))
+            ):
+                waits[w.run_id] = w
+    return [(r, waits.get(r.id)) for r in runs]
+
+
+def history(db: Database, run_id: str) -> list[Row[Any]]:
+    """The run's audit events, oldest first."""
+    with db.engine.connect() as conn:
+        return read_events(conn, run_id)
+
+
+def step_records(db: Database, run_id: str) -> list[Row[Any]]:
+    """Every recorded step attempt of the run, in order."""
+    with db.engine.connect() as conn:
+        return list(
+            conn.execute(
+                select(steps_t)
+                .where(steps_t.c.run_id == run_id)
+                .order_by(steps_t.c.seq, steps_t.c.attempt)
+            )
+        )
+
+
+def run_exists(db: Database, run_id: str) -> bool:
+    """Whether a run with that id exists."""
+    with db.engine.connect() as conn:
+        return conn.execute(select(runs_t.c.id).where(runs_t.c.id == run_id)).first() is not None

@@ -1,0 +1,339 @@
+"""The step's hot path: claim a run, renew the lease, commit the outcome.
+
+Round trips per step on PostgreSQL: one autocommit ``UPDATE ... RETURNING`` to claim, and
+one transaction to commit (``UPDATE`` run, ``INSERT`` step record(s), ``INSERT`` audit
+events, and messages or a wait only when the step produced them).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, insert, or_, select, update
+
+from models import InboundEvent, Message, Run, StepRecord, Wait
+from pipeline.status import RunStatus
+from pipeline.store._db import Database, db_now, now_plus
+from pipeline.store.audit_log import Chain
+
+runs_t = Run.__table__
+steps_t = StepRecord.__table__
+messages_t = Message.__table__
+waits_t = Wait.__table__
+inbound_t = InboundEvent.__table__
+
+_CLAIM_RETURNING = (
+    runs_t.c.workflow,
+    runs_t.c.workflow_version,
+    runs_t.c.step,
+    runs_t.c.seq,
+    runs_t.c.attempt,
+    runs_t.c.recorded_attempt,
+    runs_t.c.retry_base,
+    runs_t.c.fencing,
+    runs_t.c.version,
+    runs_t.c.state,
+    runs_t.c.wait_result,
+    runs_t.c.audit_seq,
+    runs_t.c.audit_head,
+    runs_t.c.message_count,
+    runs_t.c.updated_at,
+)
+
+
+@dataclass
+class Claim:
+    """A run leased to this process for one step attempt."""
+
+    run_id: str
+    workflow: str
+    workflow_version: int
+    step: str
+    seq: int
+    attempt: int
+    recorded_attempt: int
+    retry_base: int
+    fencing: int
+    version: int
+    state: dict[str, Any]
+    wait_result: dict[str, Any] | None
+    audit_seq: int
+    audit_head: str
+    message_count: int
+    owner: str
+    claimed_at: datetime
+    _mono: float = field(default_factory=time.monotonic)
+
+    def clock(self) -> datetime:
+        """The database clock now, as read at claim time plus local monotonic time since.
+
+        Saves a round trip per commit while staying on the database's clock: only elapsed
+        time is measured locally, and a monotonic clock does not skew.
+        """
+        return self.claimed_at + timedelta(seconds=time.monotonic() - self._mono)
+
+
+def claim(
+    db: Database, run_id: str, seq: int, step: str, lease_seconds: float, owner: str
+) -> Claim | None:
+    """Lease the run for one attempt of ``step`` at ``seq``, or return None.
+
+    None means there is nothing to do for this wake-up: a duplicate or stale message, a live
+    lease elsewhere, or a run that is parked, finished or cancelled.
+    """
+    stmt = (
+        update(runs_t)
+        .where(
+            runs_t.c.id == run_id,
+            runs_t.c.seq == seq,
+            runs_t.c.step == step,
+            or_(
+                runs_t.c.status == RunStatus.PENDING.value,
+                and_(
+                    runs_t.c.status == RunStatus.RUNNING.value,
+                    runs_t.c.lease_expires_at < db_now(),
+                ),
+            ),
+        )
+        .values(
+            status=RunStatus.RUNNING.value,
+            fencing=runs_t.c.fencing + 1,
+            attempt=runs_t.c.attempt + 1,
+            lease_owner=owner,
+            lease_expires_at=now_plus(lease_seconds),
+            updated_at=db_now(),
+        )
+        .returning(*_CLAIM_RETURNING)
+    )
+    with db.autocommit() as conn:
+        row = conn.execute(stmt).first()
+    if row is None:
+        return None
+    return Claim(
+        run_id=run_id,
+        workflow=row.workflow,
+        workflow_version=row.workflow_version,
+        step=row.step,
+        seq=row.seq,
+        attempt=row.attempt,
+        recorded_attempt=row.recorded_attempt,
+        retry_base=row.retry_base,
+        fencing=row.fencing,
+        version=row.version,
+        state=row.state,
+        wait_result=row.wait_result,
+        audit_seq=row.audit_seq,
+        audit_head=row.audit_head,
+        message_count=row.message_count,
+        owner=owner,
+        claimed_at=row.updated_at,
+    )
+
+
+def renew_lease(db: Database, run_id: str, fencing: int, lease_seconds: float) -> bool:
+    """Extend a held lease; False means it was lost (cancelled, or taken over)."""
+    stmt = (
+        update(runs_t)
+        .where(
+            runs_t.c.id == run_id,
+            runs_t.c.fencing == fencing,
+            runs_t.c.status == RunStatus.RUNNING.value,
+        )
+        .values(lease_expires_at=now_plus(lease_seconds))
+    )
+    with db.autocommit() as conn:
+        return conn.execute(stmt).rowcount == 1
+
+
+@dataclass
+class WaitSpec:
+    """A wait to open as the run parks."""
+
+    kind: str
+    then: str
+    timeout: float | None
+    prompt: str | None = None
+    approvers: list[str] | None = None
+    data: dict[str, Any] | None = None
+    name: str | None = None
+
+
+@dataclass
+class CommitPlan:
+    """Everything one step attempt writes, in one transaction."""
+
+    status: RunStatus
+    step: str
+    advance: bool
+    step_status: str
+    outcome: str
+    events: list[tuple[str, dict[str, Any]]]
+    state: dict[str, Any] | None = None
+    result: Any = None
+    error: str | None = None
+    step_error: str | None = None
+    wake_after: float | None = None
+    wait: WaitSpec | None = None
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Committed:
+    """What a successful commit left behind: the status and seq to publish a wake-up for."""
+
+    status: RunStatus
+    step: str
+    seq: int
+    wait_id: str | None = None
+
+
+def commit(db: Database, c: Claim, plan: CommitPlan) -> Committed | None:
+    """Write a step attempt's outcome, fenced by the claim; None if the lease was lost."""
+    at = c.clock()
+    seq = c.seq + 1 if plan.advance else c.seq
+    chain = Chain(c.run_id, c.audit_seq, c.audit_head)
+    step_rows = _lost_attempts(c, at, chain)
+    chain.append("step.started", c.owner, c.claimed_at, c.step, {"attempt": c.attempt})
+    for kind, data in plan.events:
+        chain.append(kind, c.owner, at, c.step, data)
+    step_rows.append(_step_row(c, c.attempt, plan.step_status, plan.outcome, plan.step_error, at))
+    wait_id = str(uuid.uuid4()) if plan.wait else None
+    values: dict[str, Any] = {
+        "status": plan.status.value,
+        "step": plan.step,
+        "seq": seq,
+        "version": c.version + 1,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "updated_at": at,
+        "recorded_attempt": 0 if plan.advance else c.attempt,
+        "audit_seq": chain.seq,
+        "audit_head": chain.head,
+    }
+    if plan.advance:
+        values.update(attempt=0, retry_base=0, wait_result=None)
+    if plan.state is not None:
+        values["state"] = plan.state
+    if plan.status is RunStatus.SUCCEEDED:
+        values["result"] = plan.result
+    if plan.error is not None:
+        values["error"] = plan.error
+    if plan.wake_after is not None:
+        values["wake_at"] = at + timedelta(seconds=plan.wake_after)
+    if plan.status is RunStatus.PENDING:
+        values["published_at"] = at
+    if plan.messages:
+        values["message_count"] = c.message_count + len(plan.messages)
+    guarded = update(runs_t).where(
+        runs_t.c.id == c.run_id,
+        runs_t.c.fencing == c.fencing,
+        runs_t.c.version == c.version,
+        runs_t.c.status == RunStatus.RUNNING.value,
+    )
+    with db.begin() as conn:
+        if conn.execute(guarded.values(**values)).rowcount != 1:
+            conn.rollback()
+            return None
+        conn.execute(insert(steps_t), step_rows)
+        if plan.messages:
+            conn.execute(insert(messages_t), _message_rows(c, plan.messages, at))
+        chain.flush(conn)
+        if plan.wait is not None:
+            assert wait_id is not None
+            _open_wait(conn, c, plan.wait, wait_id, seq, at)
+            if plan.wait.kind == "event":
+                woke = _consume_buffered_event(conn, c.run_id, wait_id, plan.wait, at)
+                if woke:
+                    return Committed(RunStatus.PENDING, plan.step, seq, wait_id)
+    return Committed(plan.status, plan.step, seq, wait_id)
+
+
+def _lost_attempts(c: Claim, at: datetime, chain: Chain) -> list[dict[str, Any]]:
+    """Step records and audit events for attempts that died before committing."""
+    rows = []
+    for attempt in range(c.recorded_attempt + 1, c.attempt):
+        rows.append(_step_row(c, attempt, "lost", None, "the worker died or lost its lease", at))
+        chain.append("step.lost", c.owner, at, c.step, {"attempt": attempt})
+    return rows
+
+
+def _step_row(
+    c: Claim, attempt: int, status: str, outcome: str | None, error: str | None, at: datetime
+) -> dict[str, Any]:
+    return {
+        "run_id": c.run_id,
+        "seq": c.seq,
+        "attempt": attempt,
+        "step": c.step,
+        "status": status,
+        "outcome": outcome,
+        "worker": c.owner if attempt == c.attempt else None,
+        "error": error,
+        "started_at": c.claimed_at if attempt == c.attempt else None,
+        "finished_at": at,
+    }
+
+
+def _message_rows(c: Claim, messages: list[dict[str, Any]], at: datetime) -> list[dict[str, Any]]:
+    return [
+        {"run_id": c.run_id, "idx": c.message_count + i, "seq": c.seq, "message": m, "created_at": at}
+        for i, m in enumerate(messages, start=1)
+    ]
+
+
+def _open_wait(
+    conn: Connection, c: Claim, spec: WaitSpec, wait_id: str, seq: int, at: datetime
+) -> None:
+    expires = at + timedelta(seconds=spec.timeout) if spec.timeout is not None else None
+    conn.execute(
+        insert(waits_t).values(
+            id=wait_id,
+            run_id=c.run_id,
+            seq=seq,
+            kind=spec.kind,
+            name=spec.name,
+            prompt=spec.prompt,
+            approvers=spec.approvers,
+            data=spec.data,
+            then_step=spec.then,
+            expires_at=expires,
+            created_at=at,
+        )
+    )
+
+
+def _consume_buffered_event(
+    conn: Connection, run_id: str, wait_id: str, spec: WaitSpec, at: datetime
+) -> bool:
+    """Deliver an event that arrived before the run parked on it (it is kept, never lost).
+
+    The run row is locked by this transaction's UPDATE, and ``send_event`` locks it too, so
+    an event is either seen here or finds the open wait itself.
+    """
+    # Imported here: decisions live with the operator actions, which import this module.
+    from pipeline.store.decisions import decide_locked
+
+    ev = conn.execute(
+        select(inbound_t)
+        .where(
+            inbound_t.c.run_id == run_id,
+            inbound_t.c.name == spec.name,
+            inbound_t.c.consumed_at.is_(None),
+        )
+        .order_by(inbound_t.c.id)
+        .limit(1)
+    ).first()
+    if ev is None:
+        return False
+    conn.execute(
+        update(inbound_t).where(inbound_t.c.id == ev.id).values(consumed_at=at, wait_id=wait_id)
+    )
+    decide_locked(
+        conn, run_id, wait_id, "received", ev.actor or "system", ev.payload,
+        extra={"received_at": ev.received_at.isoformat()},
+    )
+    return True

@@ -1,0 +1,127 @@
+"""Workflows: named graphs of steps, declared with ``@flow.step``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, overload
+
+from pipeline.errors import ConfigurationError, WorkflowNotFound
+from pipeline.retry import DEFAULT_RETRY, RetryPolicy
+
+if TYPE_CHECKING:
+    from pipeline.context import StepContext
+    from pipeline.transitions import Transition
+
+StepFn = Callable[["StepContext"], "Transition"]
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,99}$")
+
+_registry: dict[str, Workflow] = {}
+
+
+@dataclass(frozen=True)
+class StepDef:
+    """One step of a workflow: its function, retry policy and Celery queue."""
+
+    name: str
+    fn: StepFn
+    retry: RetryPolicy
+    queue: str | None
+
+
+class Workflow:
+    """A named, versioned graph of steps.
+
+    Creating a workflow registers it in this process: workers serve every workflow defined in
+    the modules named by ``RAVEL_WORKFLOWS``.
+
+    Args:
+        name: unique name; Celery tasks are named ``<name>.<step>``.
+        version: bump it when a change is incompatible with runs in flight.
+        queue: default Celery queue of its steps (``RAVEL_DEFAULT_QUEUE`` if None).
+        retry: default retry policy of its steps.
+    """
+
+    def __init__(
+        self, name: str, version: int = 1, *, queue: str | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        if not _NAME.match(name):
+            raise ConfigurationError(
+                f"workflow name {name!r} must be letters, digits, '_' or '-' (at most 100)"
+            )
+        self.name = name
+        self.version = version
+        self.queue = queue
+        self.retry = retry or DEFAULT_RETRY
+        self.steps: dict[str, StepDef] = {}
+        self.start_step: str | None = None
+        _registry[name] = self
+
+    @overload
+    def step(self, fn: StepFn, /) -> StepFn: ...
+
+    @overload
+    def step(
+        self, *, start: bool = False, retry: RetryPolicy | None = None,
+        queue: str | None = None, name: str | None = None,
+    ) -> Callable[[StepFn], StepFn]: ...
+
+    def step(
+        self, fn: StepFn | None = None, /, *, start: bool = False,
+        retry: RetryPolicy | None = None, queue: str | None = None, name: str | None = None,
+    ) -> StepFn | Callable[[StepFn], StepFn]:
+        """Declare a step: ``@flow.step`` or ``@flow.step(start=True, retry=..., queue=...)``.
+
+        The first step declared is the start step unless another says ``start=True``.
+        """
+
+        def register(f: StepFn) -> StepFn:
+            step_name = name or f.__name__
+            if not _NAME.match(step_name):
+                raise ConfigurationError(f"step name {step_name!r} is not a valid name")
+            self.steps[step_name] = StepDef(step_name, f, retry or self.retry, queue or self.queue)
+            if start or self.start_step is None:
+                self.start_step = step_name
+            return f
+
+        return register(fn) if fn is not None else register
+
+    def queue_of(self, step: str, default: str) -> str:
+        """The Celery queue of ``step``."""
+        found = self.steps.get(step)
+        return (found.queue if found else None) or self.queue or default
+
+    def __repr__(self) -> str:
+        return f"Workflow({self.name!r}, version={self.version}, steps={list(self.steps)})"
+
+
+def get_workflow(name: str) -> Workflow:
+    """The workflow of that name defined in this process."""
+    try:
+        return _registry[name]
+    except KeyError:
+        raise WorkflowNotFound(f"no workflow named {name!r} is loaded in this process") from None
+
+
+def find_workflow(name: str) -> Workflow | None:
+    """The workflow of that name defined in this process, or None."""
+    return _registry.get(name)
+
+
+def all_workflows() -> list[Workflow]:
+    """Every workflow defined in this process."""
+    return list(_registry.values())
+
+
+def describe(flow: Workflow, default_queue: str) -> dict[str, Any]:
+    """What a worker records about a workflow it serves."""
+    if flow.start_step is None:
+        raise ConfigurationError(f"workflow {flow.name!r} has no steps")
+    return {
+        "name": flow.name,
+        "version": flow.version,
+        "start_step": flow.start_step,
+        "steps": {s: flow.queue_of(s, default_queue) for s in flow.steps},
+    }

@@ -1,0 +1,87 @@
+"""Builds the Celery app from the settings, loads the workflows and wires the signals."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from typing import Any
+
+from celery import Celery, signals
+from kombu import Queue
+
+from pipeline import dispatch, store
+from pipeline.errors import ConfigurationError
+from pipeline.reaper import register_workflows
+from pipeline.settings import get_settings
+from pipeline.workflow import all_workflows
+from tasks import dispatch as celery_dispatch
+from tasks.config import celery_config
+from tasks.steps import register_reaper, register_step_tasks
+
+log = logging.getLogger("ravel.worker")
+
+
+def _load_workflows(modules: tuple[str, ...]) -> None:
+    # Workflow modules are importable from the working directory, as with `celery -A`.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"RAVEL_WORKFLOWS names {name!r}, which cannot be imported: {exc}"
+            ) from exc
+
+
+def _mask(url: str) -> str:
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+def create_app() -> Celery:
+    """The Celery app serving every workflow of ``RAVEL_WORKFLOWS``."""
+    settings = get_settings()
+    _load_workflows(settings.workflows)
+    celery = Celery("ravel")
+    celery.conf.update(celery_config(settings))
+    queues = {settings.default_queue}
+    for flow in all_workflows():
+        queues.update(flow.queue_of(s, settings.default_queue) for s in flow.steps)
+    # Without explicit queues a worker would consume only the default queue.
+    celery.conf.task_queues = [Queue(q) for q in sorted(queues)]
+    register_step_tasks(celery, all_workflows())
+    register_reaper(celery, settings)
+    dispatch.set_dispatcher(celery_dispatch.publish)
+    return celery
+
+
+app = create_app()
+
+
+@signals.worker_process_init.connect
+def _after_fork(**_: Any) -> None:
+    # Pooled connections must not cross fork(); no I/O here (Celery kills a child whose
+    # init takes over 4 s).
+    store.after_fork()
+
+
+@signals.worker_ready.connect
+def _on_ready(**_: Any) -> None:
+    settings = get_settings()
+    broker = os.environ.get("CELERY_BROKER_URL") or settings.broker_url
+    # CELERY_BROKER_URL silently wins over RAVEL_BROKER_URL inside Celery: say which is used.
+    log.info("ravel worker ready: broker %s, database %s", _mask(broker),
+             _mask(settings.database_url))
+    try:
+        names = register_workflows()
+        log.info("serving workflows: %s", ", ".join(names) or "none (set RAVEL_WORKFLOWS)")
+    except Exception:
+        log.exception("could not record the workflows in the database; start_run from "
+                      "processes without the workflow code will not find them yet")
