@@ -1,0 +1,1 @@
+"""Shared test helpers (no fakes of the database or broker: these drive the real engine)."""
