@@ -58,7 +58,7 @@ def create_app() -> Celery:
     celery.conf.task_queues = [Queue(q) for q in sorted(queues)]
     register_step_tasks(celery, all_workflows())
     register_reaper(celery, settings)
-    dispatch.set_dispatcher(celery_dispatch.publish)
+    dispatch.set_dispatcher(celery_dispatch.publisher(celery))
     return celery
 
 

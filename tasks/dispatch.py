@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+from celery import Celery
+
+from pipeline.dispatch import Dispatcher
 from pipeline.store.decisions import Wakeup
 
 
-def publish(wakeup: Wakeup, queue: str) -> None:
-    """Send the wake-up of ``wakeup.run_id`` to the step's task ``<workflow>.<step>``."""
-    from tasks import app  # the app module installs this dispatcher; import it lazily
+def publisher(celery: Celery) -> Dispatcher:
+    """A dispatcher sending wake-ups through ``celery`` to the step's task."""
 
-    app.send_task(
-        f"{wakeup.workflow}.{wakeup.step}",
-        kwargs={"run_id": wakeup.run_id, "seq": wakeup.seq},
-        queue=queue,
-        ignore_result=True,
-    )
+    def send(wakeup: Wakeup, queue: str) -> None:
+        celery.send_task(
+            f"{wakeup.workflow}.{wakeup.step}",
+            kwargs={"run_id": wakeup.run_id, "seq": wakeup.seq},
+            queue=queue,
+            ignore_result=True,
+        )
+
+    return send
+
+
+def publish(wakeup: Wakeup, queue: str) -> None:
+    """Send a wake-up through the process's Celery app (``RAVEL_DISPATCHER``'s default)."""
+    from tasks import app  # importing the app installs its own dispatcher as well
+
+    publisher(app)(wakeup, queue)

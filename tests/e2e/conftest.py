@@ -1,0 +1,94 @@
+"""End-to-end fixtures: real worker and beat processes on PostgreSQL + Redis, or on the
+embedded SQLite + filesystem-broker default."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from celery import Celery
+
+from pipeline import dispatch
+from pipeline.settings import get_settings
+from tasks.config import celery_config
+from tasks.dispatch import publisher
+from tests.support.services import REDIS_HOST, REDIS_PORT, redis_available
+from tests.support.workers import Cluster
+
+# Fast failure detection for tests: short leases, a frequent reaper.
+FAST = {
+    "RAVEL_LEASE_SECONDS": "3",
+    "RAVEL_REAPER_INTERVAL": "0.5",
+    "RAVEL_REDISPATCH_AFTER": "2",
+    "RAVEL_WORKFLOWS": "tests.e2e.flows",
+}
+REDIS_DB = os.environ.get("RAVEL_TEST_REDIS_DB", "13")
+
+
+def _require_redis() -> None:
+    if not redis_available():
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis is not reachable at {REDIS_HOST}:{REDIS_PORT} (required in CI)")
+        pytest.skip(f"Redis is not reachable at {REDIS_HOST}:{REDIS_PORT}")
+
+
+def start_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str, broker_url: str
+) -> Cluster:
+    """Point this test process and its workers at one database, broker and private queue."""
+    import tests.e2e.flows  # noqa: F401 - the test process starts runs of these workflows
+
+    env = {
+        **FAST,
+        "RAVEL_HOME": str(tmp_path / "home"),
+        "RAVEL_DATABASE_URL": db_url,
+        "RAVEL_BROKER_URL": broker_url,
+        "RAVEL_DEFAULT_QUEUE": f"test-{uuid.uuid4().hex[:10]}",
+        "RAVEL_FAULTS_ONCE_DIR": str(tmp_path / "faults"),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    from pipeline.settings import reload_settings
+
+    reload_settings()
+    app = Celery("ravel-test-publisher")
+    app.conf.update(celery_config(get_settings()))
+    dispatch.set_dispatcher(publisher(app))
+    (tmp_path / "logs").mkdir(exist_ok=True)
+    return Cluster(env, tmp_path / "logs")
+
+
+@pytest.fixture
+def pg_cluster(
+    pg_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Cluster]:
+    """Workers on PostgreSQL and the shared Redis (own DB number, own queue)."""
+    _require_redis()
+    cluster = start_cluster(
+        tmp_path, monkeypatch, pg_db, f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
+    )
+    yield cluster
+    cluster.stop_all()
+    dispatch.set_dispatcher(None)
+
+
+@pytest.fixture
+def embedded_cluster(
+    sqlite_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Cluster]:
+    """Workers on the embedded default: a SQLite file and the filesystem broker."""
+    cluster = start_cluster(tmp_path, monkeypatch, sqlite_db, "filesystem://")
+    yield cluster
+    cluster.stop_all()
+    dispatch.set_dispatcher(None)
+
+
+@pytest.fixture(params=["postgresql", "embedded"])
+def cluster(request: pytest.FixtureRequest) -> Cluster:
+    """The test runs on PostgreSQL + Redis and on the embedded SQLite + filesystem default."""
+    name = "pg_cluster" if request.param == "postgresql" else "embedded_cluster"
+    found: Cluster = request.getfixturevalue(name)
+    return found

@@ -1,0 +1,68 @@
+"""Workflows the end-to-end tests run on real workers (``RAVEL_WORKFLOWS=tests.e2e.flows``).
+
+Effects append a line to a file the test owns (``state["ledger"]``), so a test can count
+how often an effect's function really ran, across processes and crashes.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from pipeline import Done, Next, StepContext, WaitForApproval, Workflow
+from pipeline.retry import RetryPolicy
+
+
+def append_line(path: str, line: str) -> str:
+    """The effect under test: one line per real execution."""
+    with open(path, "a") as f:
+        f.write(line + "\n")
+        f.flush()
+    return line
+
+
+charge = Workflow("e2e_charge", version=1, retry=RetryPolicy(max_attempts=5, initial_delay=0.2))
+
+
+@charge.step(start=True)
+def pay(ctx: StepContext) -> Any:
+    ctx.effect("charge", append_line, ctx.state["ledger"], f"{ctx.run_id}:charge")
+    ctx.state["paid"] = True
+    return Next("receipt")
+
+
+@charge.step
+def receipt(ctx: StepContext) -> Any:
+    return Done({"paid": ctx.state["paid"]})
+
+
+chain = Workflow("e2e_chain", version=1, retry=RetryPolicy(max_attempts=10, initial_delay=0.2))
+
+
+@chain.step(start=True)
+def tick(ctx: StepContext) -> Any:
+    i = ctx.state.get("i", 0)
+    ctx.effect("tick", append_line, ctx.state["ledger"], f"{ctx.run_id}:{i}")
+    ctx.state["i"] = i + 1
+    return Next("tick") if i + 1 < ctx.state["n"] else Done({"ticks": i + 1})
+
+
+approval = Workflow("e2e_approval", version=1)
+
+
+@approval.step(start=True)
+def propose(ctx: StepContext) -> Any:
+    ctx.state["proposal"] = ctx.effect(
+        "draft", append_line, ctx.state["ledger"], f"{ctx.run_id}:draft"
+    )
+    return WaitForApproval(prompt="Buy 5 laptops?", approvers=["finance"],
+                           timeout=timedelta(days=3), then="submit")
+
+
+@approval.step
+def submit(ctx: StepContext) -> Any:
+    assert ctx.wait_result is not None
+    if ctx.wait_result.decision != "approved":
+        return Done({"submitted": False})
+    ctx.effect("submit", append_line, ctx.state["ledger"], f"{ctx.run_id}:submit")
+    return Done({"submitted": True, "proposal": ctx.state["proposal"]})

@@ -1,0 +1,79 @@
+"""Redis is only a wake-up channel: flushing it loses nothing, duplicates change nothing."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from celery import Celery
+
+from pipeline import get_run, list_runs, run_steps, start_run
+from pipeline.settings import get_settings
+from tasks.config import celery_config
+from tests.e2e.conftest import start_cluster
+from tests.support.workers import Cluster, RedisServer, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.services]
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path):  # type: ignore[no-untyped-def]
+    server = RedisServer(tmp_path / "redis")
+    yield server
+    server.stop()
+
+
+def test_flushall_with_20_runs_in_flight(
+    pg_db: str, private_redis: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster = start_cluster(tmp_path, monkeypatch, pg_db, private_redis.url)
+    try:
+        ledger = tmp_path / "ledger.txt"
+        cluster.worker()
+        cluster.worker()
+        cluster.beat()
+        runs = [start_run("e2e_chain", {"ledger": str(ledger), "n": 8}) for _ in range(20)]
+
+        # Flush while runs are mid-way: some steps done, wake-ups queued and unacked.
+        wait_for(lambda: len(ledger.read_text().splitlines()) >= 30 if ledger.exists()
+                 else False, 60, "runs to be in flight")
+        assert private_redis.command("FLUSHALL").startswith(b"+OK")
+        in_flight = [r for r in runs if get_run(r).status != "succeeded"]
+        assert in_flight, "every run finished before the flush; the test proved nothing"
+
+        wait_for(lambda: all(get_run(r).status == "succeeded" for r in runs), 120,
+                 "all 20 runs to succeed after FLUSHALL")
+        lines = ledger.read_text().splitlines()
+        repeated = [line for line, n in Counter(lines).items() if n > 1]
+        assert repeated == [], f"journaled effects ran twice: {repeated}"
+        assert len(lines) == 20 * 8
+        for r in runs:
+            assert get_run(r).result == {"ticks": 8}
+            assert [s.seq for s in run_steps(r) if s.status == "succeeded"] == list(range(8))
+    finally:
+        cluster.stop_all()
+
+
+def test_duplicate_delivery_is_a_no_op(pg_cluster: Cluster, tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.txt"
+    pg_cluster.worker()
+    run_id = start_run("e2e_chain", {"ledger": str(ledger), "n": 1})
+    wait_for(lambda: get_run(run_id).status == "succeeded", 30, "the run to succeed")
+
+    # Deliver the same wake-up again, twice, as Redis may after a redelivery.
+    app = Celery("dup")
+    app.conf.update(celery_config(get_settings()))
+    for _ in range(2):
+        app.send_task("e2e_chain.tick", kwargs={"run_id": run_id, "seq": 0},
+                      queue=get_settings().default_queue)
+    # And a wake-up for a run that does not exist.
+    app.send_task("e2e_chain.tick", kwargs={"run_id": str(uuid.uuid4()), "seq": 0},
+                  queue=get_settings().default_queue)
+    worker = pg_cluster.procs[0]
+    wait_for(lambda: worker.log().count("e2e_chain.tick") >= 4 * 2, 30,
+             "the duplicates to be received and finished")
+    assert len(run_steps(run_id)) == 1
+    assert ledger.read_text().splitlines() == [f"{run_id}:0"]
+    assert [r.id for r in list_runs()] == [run_id]

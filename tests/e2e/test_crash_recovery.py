@@ -1,0 +1,71 @@
+"""SIGKILL at the moments that matter: the run completes, journaled effects run once."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from pipeline import get_run, run_history, run_steps, start_run
+from tests.support.workers import Cluster, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.services]
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _wait_status(run_id: str, status: str, cluster: Cluster, timeout: float = 60) -> None:
+    try:
+        wait_for(lambda: get_run(run_id).status == status, timeout, f"run {status}")
+    except AssertionError:
+        raise AssertionError(
+            f"run is {get_run(run_id).status}, not {status}\n{cluster.logs_tail()}"
+        ) from None
+
+
+def test_sigkill_after_effect_before_commit(cluster: Cluster, tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.txt"
+    fired = tmp_path / "faults" / "after_effect_call_before_commit@pay"
+    worker = cluster.worker({"RAVEL_FAULTS": "after_effect_call_before_commit@pay=kill"})
+    run_id = start_run("e2e_charge", {"ledger": str(ledger)})
+
+    wait_for(fired.exists, 30, "the fault to fire in the worker")
+    # The effect ran and is journaled; the step never committed. Now lose the whole worker.
+    worker.kill(signal.SIGKILL)
+    assert get_run(run_id).status == "running"
+    assert _lines(ledger) == [f"{run_id}:charge"]
+
+    cluster.worker()
+    cluster.beat()
+    _wait_status(run_id, "succeeded", cluster)
+
+    assert _lines(ledger) == [f"{run_id}:charge"], "the effect's function ran again"
+    assert get_run(run_id).result == {"paid": True}
+    attempts = [(s.step, s.attempt, s.status) for s in run_steps(run_id)]
+    assert ("pay", 1, "lost") in attempts
+    assert [a for a in attempts if a[2] == "succeeded"] == [("pay", 2, "succeeded"),
+                                                            ("receipt", 1, "succeeded")]
+    kinds = [e.kind for e in run_history(run_id)]
+    assert kinds.count("step.lost") == 1
+
+
+def test_crash_between_commit_and_publish_is_redriven(cluster: Cluster, tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.txt"
+    fired = tmp_path / "faults" / "after_commit_before_publish@pay"
+    cluster.worker({"RAVEL_FAULTS": "after_commit_before_publish@pay=kill"})
+    cluster.beat()
+    run_id = start_run("e2e_charge", {"ledger": str(ledger)})
+
+    wait_for(fired.exists, 30, "the fault to fire in the worker")
+    committed = get_run(run_id)
+    assert committed.status == "pending" and committed.step == "receipt"
+    # Nobody published the next wake-up: the reaper must notice and re-publish it.
+    _wait_status(run_id, "succeeded", cluster, timeout=30)
+    history = run_history(run_id)
+    published_to_done = (history[-1].at - committed.updated_at).total_seconds()
+    assert published_to_done < 15, f"re-driven only after {published_to_done:.1f}s"
+    assert _lines(ledger) == [f"{run_id}:charge"]
+    assert [s.step for s in run_steps(run_id)] == ["pay", "receipt"]
