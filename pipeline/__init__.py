@@ -30,6 +30,7 @@ from pipeline.errors import (
     WaitExpired,
     WorkflowNotFound,
 )
+from pipeline.notify import on_park
 from pipeline.retry import RetryPolicy
 from pipeline.status import RunStatus
 from pipeline.transitions import Done, Fail, Next, Sleep, WaitForApproval, WaitForEvent
@@ -45,7 +46,7 @@ __all__ = [
     "Agent", "tool", "Approval", "Budget",
     # runs
     "start_run", "get_run", "list_runs", "approve", "reject", "send_event", "retry_run",
-    "cancel_run", "run_history", "run_steps", "verify_audit",
+    "cancel_run", "run_history", "run_steps", "verify_audit", "on_park",
     # views
     "RunStatus", "RunView", "WaitView", "WaitResult", "HistoryEvent",
     # errors

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline import dispatch, faults
+from pipeline import dispatch, faults, notify
 from pipeline.context import StepContext
 from pipeline.errors import InvalidInput, InvalidStepResult
 from pipeline.jsonutil import MAX_STATE_BYTES, to_json_value
@@ -75,6 +75,10 @@ def execute_step(run_id: str, seq: int, step: str, *, worker: str) -> StepOutcom
     if done.status is RunStatus.PENDING:
         wakeup = Wakeup(run_id, claim.workflow, done.step, done.seq)
         dispatch.publish(wakeup)
+    elif done.status is RunStatus.WAITING and notify.has_handlers(claim.workflow):
+        from pipeline.api import get_run  # the API builds the view the handlers receive
+
+        notify.parked(get_run(run_id))
     return StepOutcome(True, True, done.status, wakeup, done.wait_id)
 
 

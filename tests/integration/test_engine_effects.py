@@ -87,20 +87,22 @@ def test_effect_that_raises_records_nothing_and_fails_the_attempt(any_db, inline
 
 
 def test_idempotency_key_is_stable_across_attempts_and_distinct_per_name(any_db, inline):
-    keys: list[dict[str, str]] = []
+    keys: dict[tuple[str, str, int], dict[str, str]] = {}
     name = unique("effect_keys")
     flow = Workflow(name)
 
     @flow.step(start=True, retry=FAST)
     def one(ctx):
-        keys.append({"a": ctx.idempotency_key("a"), "b": ctx.idempotency_key("b")})
+        keys[ctx.run_id, "one", ctx.attempt] = {
+            "a": ctx.idempotency_key("a"), "b": ctx.idempotency_key("b"),
+        }
         if ctx.attempt == 1:
             raise RuntimeError("again")
         return Next("two")
 
     @flow.step
     def two(ctx):
-        keys.append({"a": ctx.idempotency_key("a")})
+        keys[ctx.run_id, "two", ctx.attempt] = {"a": ctx.idempotency_key("a")}
         return Done()
 
     rid = start_run(name, {})
@@ -108,12 +110,11 @@ def test_idempotency_key_is_stable_across_attempts_and_distinct_per_name(any_db,
     _run_to_end(inline, rid)
     _run_to_end(inline, other)
 
-    first, second, later, *rest = keys
-    assert first == second  # same run, same step seq, same name: same key on a retry
+    first, retried = keys[rid, "one", 1], keys[rid, "one", 2]
+    assert first == retried  # same run, same step seq, same name: same key on a retry
     assert first["a"] != first["b"]
-    assert later["a"] != first["a"]  # another step seq
-    other_keys = [k["a"] for k in rest]
-    assert first["a"] not in other_keys and later["a"] not in other_keys  # another run
+    assert keys[rid, "two", 1]["a"] != first["a"]  # another step seq
+    assert keys[other, "one", 1]["a"] not in (first["a"], keys[rid, "two", 1]["a"])
 
 
 def test_effects_are_journaled_per_step(any_db, inline):

@@ -1,0 +1,55 @@
+# Ravel: the commands a newcomer and an operator need. `make help` lists them.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: help install demo test test-fast lint migrate worker beat flower up down services clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 12
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $@
+
+install: $(BIN)/.installed  ## create .venv with Ravel and its dev tools
+
+demo: install  ## the procurement story on the embedded default (SQLite + filesystem broker)
+	$(BIN)/python -m examples.procurement.demo
+
+services:  ## make sure PostgreSQL and Redis are running for the tests
+	@scripts/services.sh
+
+test: install services  ## every test, chaos tests included (what CI runs)
+	$(BIN)/python -m pytest -q
+
+test-fast: install  ## the fast set: no slow chaos tests
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: install  ## ruff, formatting and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+migrate: install  ## migrate the configured database (RAVEL_DATABASE_URL)
+	$(BIN)/ravel db upgrade
+
+worker: install  ## a worker for the workflows in RAVEL_WORKFLOWS
+	$(BIN)/celery -A tasks worker --loglevel INFO
+
+beat: install  ## the reaper, timers and approval expiry
+	$(BIN)/celery -A tasks beat --loglevel INFO
+
+flower: install  ## Flower on http://127.0.0.1:5555
+	$(BIN)/celery -A tasks flower --port=5555
+
+up:  ## the production-like stack in Docker (postgres, redis, migrate, worker, beat, flower)
+	docker compose up -d --build
+
+down:  ## stop the Docker stack
+	docker compose down
+
+clean:  ## remove the embedded default's data and caches
+	rm -rf .ravel .pytest_cache .mypy_cache .ruff_cache

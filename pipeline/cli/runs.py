@@ -1,0 +1,169 @@
+"""``ravel runs``: list, show, history, retry, cancel."""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+import click
+
+from pipeline import api
+from pipeline.cli.common import actor_option, json_option, parse_json, require_database
+from pipeline.cli.output import (
+    compact,
+    echo_json,
+    money,
+    print_fields,
+    print_table,
+    status_text,
+    to_jsonable,
+    when,
+)
+from pipeline.status import RunStatus
+from pipeline.views import RunView, StepView
+
+
+@click.group()
+def runs() -> None:
+    """Watch and operate runs."""
+
+
+@runs.command("list")
+@click.option("--status", type=click.Choice([s.value for s in RunStatus]),
+              help="Only runs in this status.")
+@click.option("--workflow", help="Only runs of this workflow.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True,
+              help="At most this many runs, newest first.")
+@json_option
+def list_runs(status: str | None, workflow: str | None, limit: int, as_json: bool) -> None:
+    """List runs, newest first."""
+    require_database()
+    found = api.list_runs(status=status, workflow=workflow, limit=limit)
+    if as_json:
+        echo_json(found)
+        return
+    rows = [
+        (r.id, r.workflow, status_text(r.status), r.step, r.attempt, r.tokens,
+         money(r.cost_usd), when(r.updated_at))
+        for r in found
+    ]
+    print_table(["id", "workflow", "status", "step", "attempt", "tokens", "cost", "updated"],
+                rows, empty="no runs found", no_wrap=("id", "updated"))
+
+
+def _wait_fields(run: RunView) -> list[tuple[str, Any]]:
+    wait = run.wait
+    if wait is None:
+        return []
+    fields: list[tuple[str, Any]] = [("wait", f"{wait.kind} {wait.id}")]
+    if wait.kind == "approval":
+        fields += [("  prompt", wait.prompt), ("  approvers", ", ".join(wait.approvers) or "-")]
+    else:
+        fields.append(("  event", wait.name))
+    fields += [("  then", wait.then), ("  since", when(wait.created_at)),
+               ("  expires", when(wait.expires_at))]
+    if wait.data:
+        fields.append(("  data", compact(wait.data)))
+    return fields
+
+
+def _show_text(run: RunView, steps: list[StepView]) -> None:
+    fields: list[tuple[str, Any]] = [
+        ("id", run.id),
+        ("workflow", f"{run.workflow} (version {run.workflow_version})"),
+        ("status", status_text(run.status)),
+        ("step", f"{run.step} (seq {run.seq}, attempt {run.attempt})"),
+        ("tokens", run.tokens),
+        ("cost", money(run.cost_usd)),
+        ("created", when(run.created_at)),
+        ("updated", when(run.updated_at)),
+        *_wait_fields(run),
+    ]
+    if run.error:
+        fields.append(("error", run.error))
+    if run.result is not None:
+        fields.append(("result", compact(run.result)))
+    fields += [("input", compact(run.input)), ("state", compact(run.state))]
+    print_fields(fields)
+    click.echo()
+    rows = [
+        (s.seq, s.attempt, s.step, s.status, s.outcome, s.worker, when(s.started_at),
+         when(s.finished_at), s.error)
+        for s in steps
+    ]
+    print_table(["seq", "attempt", "step", "status", "outcome", "worker", "started",
+                 "finished", "error"], rows, title="steps", empty="no step has run yet",
+                no_wrap=("started", "finished"))
+
+
+@runs.command()
+@click.argument("run_id", metavar="RUN")
+@json_option
+def show(run_id: str, as_json: bool) -> None:
+    """Show everything about one run: status, open wait, state, result, step attempts."""
+    require_database()
+    run = api.get_run(run_id)
+    steps = api.run_steps(run.id)
+    if as_json:
+        echo_json({**to_jsonable(run), "steps": to_jsonable(steps)})
+        return
+    _show_text(run, steps)
+
+
+@runs.command()
+@click.argument("run_id", metavar="RUN")
+@json_option
+def history(run_id: str, as_json: bool) -> None:
+    """Show the run's audit events, oldest first."""
+    require_database()
+    events = api.run_history(run_id)
+    if as_json:
+        echo_json(events)
+        return
+    rows = [(e.idx, when(e.at, millis=True), e.kind, e.actor, e.step, compact(e.data))
+            for e in events]
+    print_table(["idx", "at", "kind", "actor", "step", "data"], rows,
+                empty="no audit events", no_wrap=("at", "kind"))
+
+
+@runs.command()
+@click.argument("run_id", metavar="RUN")
+@actor_option
+@click.option("--patch", "patch_text", metavar="JSON",
+              help='Keys to set in the run\'s state first, e.g. \'{"limit": 500}\'.')
+@click.option("--patch-file", type=click.File("r"), metavar="PATH",
+              help="Read the state patch (a JSON object) from a file ('-': stdin).")
+@json_option
+def retry(
+    run_id: str, actor: str, patch_text: str | None, patch_file: IO[str] | None, as_json: bool
+) -> None:
+    """Resume a failed run at the step that failed, optionally patching its state."""
+    if patch_text is not None and patch_file is not None:
+        raise click.UsageError("give --patch or --patch-file, not both")
+    patch = None
+    if patch_file is not None:
+        patch = parse_json(patch_file.read(), "--patch-file", want_object=True)
+    elif patch_text is not None:
+        patch = parse_json(patch_text, "--patch", want_object=True)
+    require_database()
+    run = api.retry_run(run_id, actor, state_patch=patch)
+    if as_json:
+        echo_json(run)
+        return
+    patched = f", state keys patched: {', '.join(sorted(patch))}" if patch else ""
+    click.echo(f"run {run.id} retried by {actor}: {run.status} at step {run.step}{patched}")
+
+
+@runs.command()
+@click.argument("run_id", metavar="RUN")
+@actor_option
+@click.option("--reason", default="cancelled by operator", show_default=True,
+              help="Why, for the audit log.")
+@json_option
+def cancel(run_id: str, actor: str, reason: str, as_json: bool) -> None:
+    """Cancel a live run (its open wait is closed, a running step's commit is discarded)."""
+    require_database()
+    run = api.cancel_run(run_id, actor, reason)
+    if as_json:
+        echo_json(run)
+        return
+    click.echo(f"run {run.id} is {run.status} ({run.error or reason})")
