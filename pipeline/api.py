@@ -143,6 +143,8 @@ def _decide(run_id: str, decision: str, actor: str, data: Any, wait_id: str | No
     result = decisions.decide(get_db(), rid, decision, _actor(actor), value, wait_id)
     if result.wakeup is not None:
         dispatch.publish(result.wakeup)
+    if result.refusal is not None:
+        raise result.refusal
     return WaitResult("approval", result.decision, result.actor, value, result.at, result.wait_id)
 
 

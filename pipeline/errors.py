@@ -53,3 +53,48 @@ class InvalidStepResult(PipelineError, TypeError):
 
 class StepTimeout(PipelineError):
     """A step ran past its time limit."""
+
+
+class LLMError(PipelineError):
+    """An LLM API call failed; ``retryable`` and ``retry_after`` tell the step's retry policy.
+
+    Attributes:
+        retryable: whether another attempt of the step may succeed (408, 409, 429, 5xx,
+            timeouts, connection errors); False fails the run with the API's message.
+        retry_after: seconds the server asked to wait (``Retry-After``), or None.
+        status: the HTTP status, or None when no response arrived.
+        request_id: the API's ``x-request-id``, for the provider's support.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        status: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.status = status
+        self.request_id = request_id
+
+
+class BudgetExceeded(PipelineError):
+    """A paid call or tool call was not made because it would exceed the run's budget."""
+
+    retryable = False
+
+
+class ToolArgumentsError(PipelineError, ValueError):
+    """A tool call's arguments do not match the tool's signature; the tool was not run."""
+
+    retryable = False
+
+
+class AgentError(PipelineError):
+    """An agent cannot go on (bad input, unusable model reply); retrying will not help."""
+
+    retryable = False

@@ -128,6 +128,9 @@ class Decision:
     at: datetime
     wakeup: Wakeup | None
     repeated: bool = False
+    #: raise this after publishing ``wakeup`` (the decision came after the deadline: the
+    #: call expired the wait, which made the run runnable, and is refused)
+    refusal: errors.PipelineError | None = None
 
 
 def _latest_wait(conn: Connection, run_id: str, wait_id: str | None) -> Row[Any] | None:
@@ -181,11 +184,12 @@ def decide(
                 f"{actor!r} may not decide this approval; approvers are: {', '.join(approvers)}"
             )
         elif wait.expires_at is not None and wait.expires_at <= run.now:
-            decide_locked(conn, run_id, wait.id, "expired", "system", None)
-            refusal = errors.WaitExpired(
+            wakeup = decide_locked(conn, run_id, wait.id, "expired", "system", None)
+            expired = errors.WaitExpired(
                 f"the approval expired at {wait.expires_at:%Y-%m-%d %H:%M:%S} UTC; "
                 "the run goes on with decision 'expired'"
             )
+            return Decision(wait.id, "expired", "system", run.now, wakeup, refusal=expired)
         else:
             wakeup = decide_locked(conn, run_id, wait.id, decision, actor, data)
             return Decision(wait.id, decision, actor, run.now, wakeup)

@@ -66,3 +66,33 @@ def submit(ctx: StepContext) -> Any:
         return Done({"submitted": False})
     ctx.effect("submit", append_line, ctx.state["ledger"], f"{ctx.run_id}:submit")
     return Done({"submitted": True, "proposal": ctx.state["proposal"]})
+
+
+flaky = Workflow("e2e_flaky", version=1)
+
+
+@flaky.step(start=True, retry=RetryPolicy(max_attempts=3, initial_delay=1.0, backoff=2.0))
+def attempt(ctx: StepContext) -> Any:
+    """Fails until the file ``state["fixed"]`` exists or the ledger shows two failures."""
+    import os
+
+    ctx.effect("before", append_line, ctx.state["ledger"], f"{ctx.run_id}:before")
+    append_line(ctx.state["attempts"], "x")  # not journaled: counts real attempts
+    with open(ctx.state["attempts"]) as f:
+        tries = len(f.read().splitlines())
+    if not os.path.exists(ctx.state["fixed"]) and tries <= ctx.state.get("fail_times", 2):
+        raise RuntimeError(f"vendor API down (try {tries})")
+    return Done({"tries": tries})
+
+
+poison = Workflow("e2e_poison", version=1)
+
+
+@poison.step(start=True, retry=RetryPolicy(max_attempts=2, initial_delay=0.1))
+def crash(ctx: StepContext) -> Any:
+    """Kills its own worker process every time, like a step that runs out of memory."""
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+    return Done(None)  # never reached

@@ -239,7 +239,7 @@ def test_approval_after_the_deadline_before_the_reaper_is_refused_and_resumes(an
 
 
 def test_approval_racing_its_expiry_has_exactly_one_outcome(any_db, inline):
-    name = _approval_flow(timedelta(milliseconds=300))
+    name = _approval_flow(timedelta(milliseconds=200))
     outcomes = []
     for trial in range(6):
         rid = _parked(inline, name)
@@ -284,4 +284,4 @@ def test_approval_racing_its_expiry_has_exactly_one_outcome(any_db, inline):
         assert run.status == "succeeded"
         assert run.result["decision"] == decided[0].split(".")[1]
         outcomes.append(decided[0])
-    assert len(outcomes) == 6
+    assert len(outcomes) == 6, outcomes
