@@ -5,7 +5,7 @@ The models describe the schema; they carry no behaviour. All SQL is issued by
 path. Every table is prefixed ``ravel_`` so that Ravel can share a host application's database.
 """
 
-from models.base import Base, RunStatusValues
+from models.base import Base, RunStatusValues, table_of
 from models.tables import (
     AuditEvent,
     Effect,
@@ -26,6 +26,7 @@ __all__ = [
     "Run",
     "RunStatusValues",
     "StepRecord",
+    "table_of",
     "Wait",
     "WorkflowRecord",
 ]

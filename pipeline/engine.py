@@ -135,7 +135,7 @@ def _plan_transition(flow: Workflow, claim: Claim, ctx: StepContext, result: Any
     state = to_json_value(ctx.state, what="ctx.state", limit=MAX_STATE_BYTES)
     base: dict[str, Any] = {"state": state, "messages": ctx.new_messages, "advance": True,
                             "step_status": "succeeded"}
-    succeeded = ("step.succeeded", {"attempt": claim.attempt})
+    succeeded: tuple[str, dict[str, Any]] = ("step.succeeded", {"attempt": claim.attempt})
     if isinstance(result, Next):
         _check_step(flow, result.step, "Next")
         succeeded[1]["next"] = result.step

@@ -64,7 +64,7 @@ class Workflow:
 
     @overload
     def step(
-        self, *, start: bool = False, retry: RetryPolicy | None = None,
+        self, fn: None = None, /, *, start: bool = False, retry: RetryPolicy | None = None,
         queue: str | None = None, name: str | None = None,
     ) -> Callable[[StepFn], StepFn]: ...
 

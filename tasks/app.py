@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from celery import Celery, signals
-from kombu import Queue
+from kombu.entity import Queue
 
 from pipeline import dispatch, store
 from pipeline.errors import ConfigurationError

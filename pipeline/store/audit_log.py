@@ -8,10 +8,10 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
-from models import AuditEvent
+from models import AuditEvent, table_of
 from pipeline.audit import event_hash
 
-audit_t = AuditEvent.__table__
+audit_t = table_of(AuditEvent)
 
 
 @dataclass

@@ -13,15 +13,15 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, insert, or_, select, update
 
-from models import InboundEvent, Run, Wait
+from models import InboundEvent, Run, Wait, table_of
 from pipeline import errors
 from pipeline.status import RunStatus, sources
 from pipeline.store._db import Database, db_now
 from pipeline.store.audit_log import Chain
 
-runs_t = Run.__table__
-waits_t = Wait.__table__
-inbound_t = InboundEvent.__table__
+runs_t = table_of(Run)
+waits_t = table_of(Wait)
+inbound_t = table_of(InboundEvent)
 
 DECISION_EVENT = {
     "approved": "wait.approved",

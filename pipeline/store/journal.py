@@ -13,11 +13,11 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from models import Effect, Message
+from models import Effect, Message, table_of
 from pipeline.store._db import Database, db_now
 
-effects_t = Effect.__table__
-messages_t = Message.__table__
+effects_t = table_of(Effect)
+messages_t = table_of(Message)
 
 
 @dataclass(frozen=True)

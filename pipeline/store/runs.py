@@ -8,16 +8,16 @@ from typing import Any
 from sqlalchemy import Row, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from models import Effect, Run, StepRecord, Wait, WorkflowRecord
+from models import Effect, Run, StepRecord, Wait, WorkflowRecord, table_of
 from pipeline.status import RunStatus
 from pipeline.store._db import Database, db_now
 from pipeline.store.audit_log import Chain, read_events
 
-runs_t = Run.__table__
-waits_t = Wait.__table__
-steps_t = StepRecord.__table__
-effects_t = Effect.__table__
-workflows_t = WorkflowRecord.__table__
+runs_t = table_of(Run)
+waits_t = table_of(Wait)
+steps_t = table_of(StepRecord)
+effects_t = table_of(Effect)
+workflows_t = table_of(WorkflowRecord)
 
 
 def upsert_workflow(

@@ -15,16 +15,16 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, insert, or_, select, update
 
-from models import InboundEvent, Message, Run, StepRecord, Wait
+from models import InboundEvent, Message, Run, StepRecord, Wait, table_of
 from pipeline.status import RunStatus
 from pipeline.store._db import Database, db_now, now_plus
 from pipeline.store.audit_log import Chain
 
-runs_t = Run.__table__
-steps_t = StepRecord.__table__
-messages_t = Message.__table__
-waits_t = Wait.__table__
-inbound_t = InboundEvent.__table__
+runs_t = table_of(Run)
+steps_t = table_of(StepRecord)
+messages_t = table_of(Message)
+waits_t = table_of(Wait)
+inbound_t = table_of(InboundEvent)
 
 _CLAIM_RETURNING = (
     runs_t.c.workflow,
@@ -202,6 +202,35 @@ def commit(db: Database, c: Claim, plan: CommitPlan) -> Committed | None:
         chain.append(kind, c.owner, at, c.step, data)
     step_rows.append(_step_row(c, c.attempt, plan.step_status, plan.outcome, plan.step_error, at))
     wait_id = str(uuid.uuid4()) if plan.wait else None
+    values = _run_values(c, plan, at, seq, chain)
+    guarded = update(runs_t).where(
+        runs_t.c.id == c.run_id,
+        runs_t.c.fencing == c.fencing,
+        runs_t.c.version == c.version,
+        runs_t.c.status == RunStatus.RUNNING.value,
+    )
+    with db.begin() as conn:
+        if conn.execute(guarded.values(**values)).rowcount != 1:
+            conn.rollback()
+            return None
+        conn.execute(insert(steps_t), step_rows)
+        if plan.messages:
+            conn.execute(insert(messages_t), _message_rows(c, plan.messages, at))
+        chain.flush(conn)
+        if plan.wait is not None:
+            assert wait_id is not None
+            _open_wait(conn, c, plan.wait, wait_id, seq, at)
+            if plan.wait.kind == "event":
+                woke = _consume_buffered_event(conn, c.run_id, wait_id, plan.wait, at)
+                if woke:
+                    return Committed(RunStatus.PENDING, plan.step, seq, wait_id)
+    return Committed(plan.status, plan.step, seq, wait_id)
+
+
+def _run_values(
+    c: Claim, plan: CommitPlan, at: datetime, seq: int, chain: Chain
+) -> dict[str, Any]:
+    """The run row's new values for this commit."""
     values: dict[str, Any] = {
         "status": plan.status.value,
         "step": plan.step,
@@ -228,28 +257,7 @@ def commit(db: Database, c: Claim, plan: CommitPlan) -> Committed | None:
         values["published_at"] = at
     if plan.messages:
         values["message_count"] = c.message_count + len(plan.messages)
-    guarded = update(runs_t).where(
-        runs_t.c.id == c.run_id,
-        runs_t.c.fencing == c.fencing,
-        runs_t.c.version == c.version,
-        runs_t.c.status == RunStatus.RUNNING.value,
-    )
-    with db.begin() as conn:
-        if conn.execute(guarded.values(**values)).rowcount != 1:
-            conn.rollback()
-            return None
-        conn.execute(insert(steps_t), step_rows)
-        if plan.messages:
-            conn.execute(insert(messages_t), _message_rows(c, plan.messages, at))
-        chain.flush(conn)
-        if plan.wait is not None:
-            assert wait_id is not None
-            _open_wait(conn, c, plan.wait, wait_id, seq, at)
-            if plan.wait.kind == "event":
-                woke = _consume_buffered_event(conn, c.run_id, wait_id, plan.wait, at)
-                if woke:
-                    return Committed(RunStatus.PENDING, plan.step, seq, wait_id)
-    return Committed(plan.status, plan.step, seq, wait_id)
+    return values
 
 
 def _lost_attempts(c: Claim, at: datetime, chain: Chain) -> list[dict[str, Any]]:
@@ -280,7 +288,8 @@ def _step_row(
 
 def _message_rows(c: Claim, messages: list[dict[str, Any]], at: datetime) -> list[dict[str, Any]]:
     return [
-        {"run_id": c.run_id, "idx": c.message_count + i, "seq": c.seq, "message": m, "created_at": at}
+        {"run_id": c.run_id, "idx": c.message_count + i, "seq": c.seq, "message": m,
+         "created_at": at}
         for i, m in enumerate(messages, start=1)
     ]
 

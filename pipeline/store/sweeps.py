@@ -11,14 +11,14 @@ from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 
-from models import Run, Wait
+from models import Run, Wait, table_of
 from pipeline.status import RunStatus, sources
 from pipeline.store._db import Database, db_now, now_plus
 from pipeline.store.audit_log import Chain
 from pipeline.store.decisions import Wakeup
 
-runs_t = Run.__table__
-waits_t = Wait.__table__
+runs_t = table_of(Run)
+waits_t = table_of(Wait)
 BATCH = 200
 
 
