@@ -228,10 +228,13 @@ def run_history(run_id: str) -> list[HistoryEvent]:
 def run_steps(run_id: str) -> list[StepView]:
     """Every recorded step attempt of the run, in order."""
     rid = _run_id(run_id)
+    rows = runs.step_records(get_db(), rid)
+    if not rows and not runs.run_exists(get_db(), rid):
+        raise RunNotFound(f"no run with id {rid}")
     return [
         StepView(r.seq, r.attempt, r.step, r.status, r.outcome, r.worker, r.error,
                  r.started_at, r.finished_at)
-        for r in runs.step_records(get_db(), rid)
+        for r in rows
     ]
 
 

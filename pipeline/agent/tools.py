@@ -195,8 +195,9 @@ def parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
     base: int | None = None  # indent of the entries of the Args section
     for line in doc.splitlines():
         indent = len(line) - len(line.lstrip())
-        if indent == 0 and _SECTION.match(line.strip()):
-            section, current, base = _SECTION.match(line.strip()).group(1), None, None  # type: ignore[union-attr]
+        header = _SECTION.match(line.strip()) if indent == 0 else None
+        if header:
+            section, current, base = header.group(1), None, None
             continue
         if section is None:
             summary.append(line)

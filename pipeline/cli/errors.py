@@ -19,14 +19,16 @@ MIGRATE_HINT = "run `ravel db upgrade`"
 class CliError(click.ClickException):
     """A failure reported as ``error: <message>`` on one line of stderr.
 
+    The process exits with code 1.
+
     Args:
         message: what went wrong and what to do; newlines are folded into spaces.
-        exit_code: the process exit code (1 unless said otherwise).
     """
 
-    def __init__(self, message: str, exit_code: int = 1) -> None:
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
         super().__init__(one_line(message))
-        self.exit_code = exit_code
 
     def show(self, file: IO[Any] | None = None) -> None:
         """Print the one-line message to stderr (or ``file``)."""

@@ -114,10 +114,8 @@ def print_table(
 
 
 def print_fields(pairs: Sequence[tuple[str, Any]]) -> None:
-    """Print ``name: value`` lines, names aligned."""
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold", no_wrap=True)
-    grid.add_column(overflow="fold")
+    """Print ``name  value`` lines, names aligned and bold."""
+    out = console()
+    width = max((len(name) for name, _ in pairs), default=0)
     for name, value in pairs:
-        grid.add_row(Text(name), cell(value))
-    console().print(grid)
+        out.print(Text.assemble((name.ljust(width), "bold"), "  ", cell(value)))

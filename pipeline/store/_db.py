@@ -121,6 +121,16 @@ class Database:
             else:
                 yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
+    def relax_durability(self, conn: Connection) -> None:
+        """Let this transaction commit without waiting for its WAL flush (PostgreSQL).
+
+        Only for writes whose loss in a database crash is harmless: a lost claim leaves the
+        run pending with its old fencing token, so the claimant's commit matches nothing and
+        the reaper re-publishes the run. Any later durable commit flushes it anyway.
+        """
+        if not self.is_sqlite:
+            conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+
     def now(self) -> datetime:
         """Read the database clock."""
         with self.engine.connect() as conn:

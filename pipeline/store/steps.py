@@ -109,7 +109,8 @@ def claim(
         )
         .returning(*_CLAIM_RETURNING)
     )
-    with db.autocommit() as conn:
+    with db.begin() as conn:
+        db.relax_durability(conn)
         row = conn.execute(stmt).first()
     if row is None:
         return None

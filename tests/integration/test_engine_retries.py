@@ -55,7 +55,9 @@ def test_failing_twice_then_succeeding_follows_the_backoff(any_db, inline):
     assert run.status == "succeeded" and run.result == {"attempt": 3}
     assert attempts == [1, 2, 3]
     steps = run_steps(rid)
-    assert [(s.attempt, s.status) for s in steps] == [(1, "failed"), (2, "failed"), (3, "succeeded")]
+    assert [(s.attempt, s.status) for s in steps] == [
+        (1, "failed"), (2, "failed"), (3, "succeeded"),
+    ]
     assert "TimeoutError: attempt 1 timed out" in steps[0].error
     for n, expected in ((0, 0.2), (1, 0.4)):
         gap = (steps[n + 1].started_at - steps[n].finished_at).total_seconds()

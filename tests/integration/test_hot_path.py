@@ -48,9 +48,10 @@ def test_a_step_is_one_claim_and_one_commit(pg_db: str, inline: InlineDispatcher
     with statements() as seen:
         outcome = execute_step(wakeup.run_id, wakeup.seq, wakeup.step, worker="t")
     assert outcome.committed
-    # Claim: one UPDATE..RETURNING (autocommit). Commit: UPDATE run, INSERT step record,
-    # INSERT audit events (one executemany). No SELECT: state came back with the claim.
-    assert seen == ["UPDATE", "UPDATE", "INSERT", "INSERT"], seen
+    # Claim: UPDATE..RETURNING in a transaction that need not wait for its WAL flush (SET).
+    # Commit: UPDATE run, INSERT step record, INSERT audit events (one executemany).
+    # No SELECT: the state came back with the claim.
+    assert seen == ["SET", "UPDATE", "UPDATE", "INSERT", "INSERT"], seen
     inline.drain()
     assert get_run(run_id).result == 1
 
@@ -69,4 +70,4 @@ def test_a_duplicate_wakeup_costs_one_statement(pg_db: str, inline: InlineDispat
     with statements() as seen:
         outcome = execute_step(wakeup.run_id, wakeup.seq, wakeup.step, worker="t")
     assert not outcome.claimed
-    assert seen == ["UPDATE"]
+    assert seen == ["SET", "UPDATE"]

@@ -115,7 +115,7 @@ def test_runs_list_table_json_and_filters(sqlite_db: str, inline: Any) -> None:
     failed = failed_card(inline)
 
     out = ravel("runs", "list").stdout
-    for expected in (waiting, failed, "cli_approval", "cli_card", "waiting", "failed", "ask"):
+    for expected in (waiting, failed, "cli_approval", "cli_card", "waiting", "failed", "charge"):
         assert expected in out
 
     rows = json.loads(ravel("runs", "list", "--json").stdout)
@@ -141,14 +141,16 @@ def test_runs_show_text_and_json(sqlite_db: str, inline: Any) -> None:
         assert expected in out
 
     shown = json.loads(ravel("runs", "show", rid, "--json").stdout)
-    assert shown["id"] == rid and shown["status"] == "waiting" and shown["step"] == "ask"
+    assert shown["id"] == rid and shown["status"] == "waiting" and shown["step"] == "finish"
     assert shown["wait"]["kind"] == "approval" and shown["wait"]["id"] == wait_id
     assert shown["wait"]["prompt"] == "Refund 120?" and shown["wait"]["then"] == "finish"
     assert datetime.fromisoformat(shown["wait"]["expires_at"]) > datetime.fromisoformat(
         shown["created_at"]
     )
     assert shown["state"] == {"amount": 120} and shown["workflow_version"] == 2
-    assert [(s["step"], s["outcome"]) for s in shown["steps"]] == [("ask", "waiting")]
+    assert [(s["step"], s["status"], s["outcome"]) for s in shown["steps"]] == [
+        ("ask", "succeeded", "wait")
+    ]
 
 
 def test_runs_history_text_and_json(sqlite_db: str, inline: Any) -> None:
@@ -240,9 +242,11 @@ def test_approve_needs_an_explicit_actor(
 def test_reject_with_reason_and_wait_id(sqlite_db: str, inline: Any) -> None:
     rid = waiting_approval(inline)
     wait_id = get_run(rid).wait.id  # type: ignore[union-attr]
-    assert "run " in ravel_fails(  # a stale screen: another wait id
+    stale = ravel_fails(  # a stale screen: another wait id
         "approvals", "reject", rid, "--actor", "finance", "--wait-id", "0" * 36
     )
+    assert f"has no wait {'0' * 36}" in stale and "stale" in stale
+    assert get_run(rid).status == "waiting"
     decided = json.loads(ravel("approvals", "reject", rid, "--actor", "finance", "--reason",
                                "too much", "--wait-id", wait_id, "--json").stdout)
     assert decided == {**decided, "decision": "rejected", "wait_id": wait_id, "data": "too much"}

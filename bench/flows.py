@@ -1,0 +1,29 @@
+"""What the benchmark's worker serves: a Ravel loop workflow and a bare Celery hop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from celery import shared_task
+
+from pipeline import Done, Next, StepContext, Workflow
+from pipeline.settings import get_settings
+
+loop = Workflow("bench_loop", version=1)
+
+
+@loop.step(start=True)
+def hop(ctx: StepContext) -> Any:
+    left = ctx.state["left"] - 1
+    ctx.state["left"] = left
+    return Next("hop") if left > 0 else Done(None)
+
+
+@shared_task(name="bench.hop", acks_late=True, ignore_result=True)
+def bare_hop(left: int, key: str) -> None:
+    """The baseline: a Celery task that publishes the next one, with acks_late."""
+    if left > 1:
+        bare_hop.apply_async(args=(left - 1, key), queue=get_settings().default_queue)
+    else:
+        redis.Redis.from_url(get_settings().broker_url).rpush(key, "done")

@@ -1,0 +1,100 @@
+"""Per-step overhead of Ravel over a bare Celery hop, as a ratio measured in one run.
+
+    python -m bench.step_overhead [--hops 300] [--runs 8]
+
+Needs PostgreSQL and Redis (the test defaults: 127.0.0.1:5432 trust, 127.0.0.1:6379). It
+creates its own database and queue, starts one worker process (prefork, concurrency 1), and
+measures, alternating the two so drift hits both alike:
+
+* bare hop: a Celery task with acks_late that publishes the next one, N times;
+* Ravel step: a workflow step that returns ``Next`` N times (claim, work, fenced commit,
+  publish) through the same worker and broker.
+
+It prints milliseconds per hop and the ratio; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import redis
+from celery import Celery
+
+from pipeline import dispatch, get_run, start_run
+from pipeline.migrate import upgrade
+from pipeline.settings import get_settings, reload_settings
+from tasks.config import celery_config
+from tasks.dispatch import publisher
+from tests.support.services import REDIS_HOST, REDIS_PORT, create_database, drop_database
+from tests.support.workers import Cluster
+
+
+def _bare(app: Celery, hops: int) -> float:
+    key = f"bench:{uuid.uuid4().hex}"
+    client = redis.Redis.from_url(get_settings().broker_url)
+    start = time.perf_counter()
+    app.send_task("bench.hop", args=(hops, key), queue=get_settings().default_queue)
+    client.blpop([key], timeout=300)
+    elapsed = time.perf_counter() - start
+    client.delete(key)
+    return elapsed / hops
+
+
+def _ravel(hops: int) -> float:
+    start = time.perf_counter()
+    run_id = start_run("bench_loop", {"left": hops})
+    while get_run(run_id).status != "succeeded":
+        time.sleep(0.005)
+    return (time.perf_counter() - start) / hops
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--hops", type=int, default=300)
+    parser.add_argument("--runs", type=int, default=8)
+    args = parser.parse_args()
+
+    db_name = f"ravel_bench_{uuid.uuid4().hex[:8]}"
+    url = create_database(db_name)
+    folder = Path(tempfile.mkdtemp(prefix="ravel-bench-"))
+    env = {
+        "RAVEL_HOME": str(folder),
+        "RAVEL_DATABASE_URL": url,
+        "RAVEL_BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/14",
+        "RAVEL_DEFAULT_QUEUE": f"bench-{uuid.uuid4().hex[:8]}",
+        "RAVEL_WORKFLOWS": "bench.flows",
+    }
+    os.environ.update(env)
+    reload_settings()
+    upgrade(url)
+    import bench.flows  # noqa: F401 - the workflow, for start_run
+
+    app = Celery("bench")
+    app.conf.update(celery_config(get_settings()))
+    dispatch.set_dispatcher(publisher(app))
+    cluster = Cluster(env, folder)
+    try:
+        cluster.worker(concurrency=1)
+        _bare(app, 20), _ravel(20)  # warm up both paths
+        bare, ravel = [], []
+        for _ in range(args.runs):
+            bare.append(_bare(app, args.hops))
+            ravel.append(_ravel(args.hops))
+        b, r = statistics.median(bare), statistics.median(ravel)
+        print(f"hops per run: {args.hops}, runs: {args.runs} (medians)")
+        print(f"bare Celery hop (acks_late):  {b * 1000:.2f} ms")
+        print(f"Ravel step (claim+commit):    {r * 1000:.2f} ms")
+        print(f"ratio Ravel / bare:           {r / b:.2f}x")
+    finally:
+        cluster.stop_all()
+        drop_database(db_name)
+
+
+if __name__ == "__main__":
+    main()
