@@ -1,45 +1,5 @@
-"""Run steps in the test process: a dispatcher that queues wake-ups, and a drain loop.
+"""In-process step execution for tests (see :mod:`pipeline.inline`)."""
 
-For tests of the engine's logic; tests of crashes and delivery use real worker processes.
-"""
+from pipeline.inline import InlineDispatcher, inline_dispatch
 
-from __future__ import annotations
-
-from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-from pipeline import dispatch
-from pipeline.engine import StepOutcome, execute_step
-from pipeline.store.decisions import Wakeup
-
-
-class InlineDispatcher:
-    """Collects published wake-ups; :meth:`drain` executes them in order."""
-
-    def __init__(self) -> None:
-        self.queue: deque[Wakeup] = deque()
-        self.published: list[tuple[Wakeup, str]] = []
-
-    def __call__(self, wakeup: Wakeup, queue: str) -> None:
-        self.queue.append(wakeup)
-        self.published.append((wakeup, queue))
-
-    def drain(self, limit: int = 1000) -> list[StepOutcome]:
-        """Execute queued wake-ups (and those they publish) until none is left."""
-        outcomes = []
-        while self.queue and len(outcomes) < limit:
-            w = self.queue.popleft()
-            outcomes.append(execute_step(w.run_id, w.seq, w.step, worker="inline"))
-        return outcomes
-
-
-@contextmanager
-def inline_dispatch() -> Iterator[InlineDispatcher]:
-    """Install an :class:`InlineDispatcher` for the duration of the block."""
-    d = InlineDispatcher()
-    dispatch.set_dispatcher(d)
-    try:
-        yield d
-    finally:
-        dispatch.set_dispatcher(None)
+__all__ = ["InlineDispatcher", "inline_dispatch"]
