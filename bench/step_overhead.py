@@ -32,7 +32,7 @@ from pipeline.settings import get_settings, reload_settings
 from tasks.config import celery_config
 from tasks.dispatch import publisher
 from tests.support.services import REDIS_HOST, REDIS_PORT, create_database, drop_database
-from tests.support.workers import Cluster
+from pipeline.cluster import Cluster
 
 
 def _bare(app: Celery, hops: int) -> float:

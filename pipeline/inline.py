@@ -29,7 +29,7 @@ class InlineDispatcher:
 
     def drain(self, limit: int = 1000) -> list[StepOutcome]:
         """Execute queued wake-ups (and those they publish) until none is left."""
-        outcomes = []
+        outcomes: list[StepOutcome] = []
         while self.queue and len(outcomes) < limit:
             w = self.queue.popleft()
             outcomes.append(execute_step(w.run_id, w.seq, w.step, worker="inline"))
