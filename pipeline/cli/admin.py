@@ -20,7 +20,7 @@ def db() -> None:
 @db.command()
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
 def upgrade(revision: str) -> None:
-    """Create or migrate Ravel's tables (all prefixed ``ravel_``)."""
+    """Create or migrate Ravel's tables (all prefixed ravel_)."""
     url = get_settings().database_url
     before = _current(url)
     migrate.upgrade(url, revision)

@@ -89,7 +89,7 @@ def approve(
 @_wait_id
 @json_option
 def reject(run_id: str, actor: str, reason: str | None, wait_id: str | None, as_json: bool) -> None:
-    """Reject the run's open approval; the step after the wait sees ``rejected``."""
+    """Reject the run's open approval; the step after the wait sees "rejected"."""
     require_database()
     result = api.reject(run_id, actor, reason, wait_id=wait_id)
     _report(_canonical(run_id), result, as_json)
