@@ -115,8 +115,10 @@ class Cluster:
         name = f"w{len(self.procs)}-{uuid.uuid4().hex[:6]}"
         env = self._env(extra_env)
         argv = [CELERY, "-A", "tasks", "worker", "--pool", "prefork", "-c", str(concurrency),
-                "-Q", env["RAVEL_DEFAULT_QUEUE"], "-n", f"{name}@%h", "-E", "--without-gossip",
-                "--without-mingle", "--without-heartbeat", "--loglevel", "INFO"]
+                "-n", f"{name}@%h", "-E", "--without-gossip", "--without-mingle",
+                "--without-heartbeat", "--loglevel", "INFO"]
+        if "RAVEL_DEFAULT_QUEUE" in env:
+            argv += ["-Q", env["RAVEL_DEFAULT_QUEUE"]]
         if beat:
             argv += ["-B", "-s", str(self.logs / f"{name}-beat-schedule")]
         proc = Proc(name, argv, env, self.logs / f"{name}.log")

@@ -35,7 +35,11 @@ class LeaseKeeper:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="ravel-lease", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+
+    def configure(self, db: Database, lease_seconds: float) -> None:
+        """Use this database and lease length from now on (they change with the settings)."""
+        with self._cond:
+            self._db, self._seconds = db, lease_seconds
 
     def release(self) -> bool:
         """Stop renewing; return False if the lease was lost while held."""
@@ -47,19 +51,22 @@ class LeaseKeeper:
         while True:
             with self._cond:
                 self._cond.wait(timeout=self._seconds / 3)
-                held = self._held
+                held, db, seconds = self._held, self._db, self._seconds
             if held is None:
                 continue
             try:
-                ok = renew_lease(self._db, held[0], held[1], self._seconds)
+                ok = renew_lease(db, held[0], held[1], seconds)
             except Exception:  # a failed renewal is retried next tick; the claim is fenced
                 log.warning("could not renew the lease of run %s", held[0], exc_info=True)
                 continue
             if not ok:
                 with self._cond:
+                    # A renewal racing the step's own commit finds the run no longer running:
+                    # only a lease still held is a lost one.
                     if self._held == held:
                         self._lost = True
-                log.warning("lost the lease of run %s (cancelled or taken over)", held[0])
+                        log.warning("lost the lease of run %s (cancelled or taken over)",
+                                    held[0])
 
 
 _keepers: dict[int, LeaseKeeper] = {}
@@ -71,4 +78,8 @@ def keeper(db: Database, lease_seconds: float) -> LeaseKeeper:
     found = _keepers.get(pid)
     if found is None:
         found = _keepers[pid] = LeaseKeeper(db, lease_seconds)
+    else:
+        # The process's database or lease length may have changed since (``reset_db``,
+        # ``reload_settings``): renewing against the old ones would let the lease lapse.
+        found.configure(db, lease_seconds)
     return found

@@ -8,6 +8,7 @@ refused (422), a key whose first request is still in progress is refused (409).
 from __future__ import annotations
 
 import json
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -29,10 +30,29 @@ class World:
         self.by_key: dict[str, tuple[str, dict[str, Any] | None]] = {}
         self.erp: dict[str, dict[str, Any]] = {}
         self.slack: list[dict[str, Any]] = []
+        self.drafts: dict[str, dict[str, Any]] = {}
         self.order_posts = 0
+
+    def draft(self, key: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Create a draft PO once per idempotency key; PO numbers are sequential."""
+        with self.lock:
+            if key not in self.drafts:
+                self.drafts[key] = {"po_number": f"PO-{1001 + len(self.drafts)}",
+                                    "status": "draft", **payload}
+            return self.drafts[key]
+
+    def post_message(self, message: dict[str, Any]) -> None:
+        """Keep a chat message once per ``client_msg_id`` (as Slack de-duplicates)."""
+        with self.lock:
+            msg_id = message.get("client_msg_id")
+            if msg_id is None or all(m.get("client_msg_id") != msg_id for m in self.slack):
+                self.slack.append(message)
 
     def place_order(self, key: str, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """Create an order once per idempotency key."""
+        if os.environ.get("RAVEL_DEMO_VENDOR_IGNORES_KEYS"):
+            # A vendor without idempotency (tests of the demo's proof use it).
+            key = f"{key}:{len(self.orders)}"
         fingerprint = json.dumps(payload, sort_keys=True)
         with self.lock:
             self.order_posts += 1
@@ -110,6 +130,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(400, {"error": "Idempotency-Key header is required"})
                 return
             self._send(*self.world.place_order(key, body))
+        elif path == "/erp/drafts":
+            key = self.headers.get("Idempotency-Key")
+            if not key:
+                self._send(400, {"error": "Idempotency-Key header is required"})
+                return
+            self._send(200, self.world.draft(key, body))
         elif path == "/erp/purchase-orders":
             po = str(body.get("po_number", ""))
             with self.world.lock:
@@ -117,8 +143,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.world.erp[po] = body
             self._send(200, {"po_number": po, "recorded": True})
         elif path == "/slack/messages":
-            with self.world.lock:
-                self.world.slack.append(body)
+            self.world.post_message(body)
             self._send(200, {"ok": True})
         else:
             self._send(404, {"error": "not found"})
