@@ -11,12 +11,14 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
     """Transport options for the configured broker (Redis or the embedded filesystem one)."""
     if settings.broker_url.startswith("filesystem"):
         folder = settings.broker_folder
-        for sub in ("queue", "processed"):
+        for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         return {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"),
+            # Broadcast bindings (worker control); kombu's default is ./control in the cwd.
+            "control_folder": str(folder / "control"),
             "store_processed": False,
             # kombu's filesystem transport polls the folder; its 1 s default would add up to a
             # second to every step hand-off.
