@@ -1,36 +1,15 @@
-"""Reason-Act-Verify agents compiled to workflows (placeholder until issue 3 lands)."""
+"""Reason-Act-Verify agents compiled to workflows.
 
-from __future__ import annotations
+Modules: :mod:`~pipeline.agent.agent` (``Agent`` and its reason step),
+:mod:`~pipeline.agent.act` and :mod:`~pipeline.agent.verify` (the other two steps),
+:mod:`~pipeline.agent.tools` and :mod:`~pipeline.agent.schema` (``@tool``),
+:mod:`~pipeline.agent.llm` (the OpenAI client), :mod:`~pipeline.agent.budget`,
+:mod:`~pipeline.agent.pricing`, :mod:`~pipeline.agent.gates` (budget, approval and
+unknown-outcome waits), :mod:`~pipeline.agent.conversation`.
+"""
 
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from pipeline.agent.agent import Agent
+from pipeline.agent.budget import Budget
+from pipeline.agent.tools import Approval, Tool, tool
 
-
-@dataclass(frozen=True)
-class Budget:
-    """Per-run limits checked before each paid call."""
-
-    max_tokens: int | None = None
-    max_cost_usd: float | None = None
-    max_tool_calls: int | None = None
-
-
-@dataclass(frozen=True)
-class Approval:
-    """An approval gate on a tool."""
-
-    approvers: list[str]
-    timeout: timedelta | None = None
-
-
-def tool(*args: Any, **kwargs: Any) -> Any:
-    """Declare a tool (implemented with issue 3)."""
-    raise NotImplementedError("tools arrive with issue 3")
-
-
-class Agent:
-    """A Reason-Act-Verify agent (implemented with issue 3)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise NotImplementedError("agents arrive with issue 3")
+__all__ = ["Agent", "Approval", "Budget", "Tool", "tool"]

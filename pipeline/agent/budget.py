@@ -47,10 +47,11 @@ class Budget:
         """This budget with the limits an operator set in the run's state applied."""
         if not isinstance(overrides, dict):
             return self
-        valid = {
-            k: v for k, v in overrides.items()
-            if k in LIMITS and (v is None or (isinstance(v, int | float)
-                                              and not isinstance(v, bool) and v >= 0))
+        valid: dict[str, Any] = {
+            k: v
+            for k, v in overrides.items()
+            if k in LIMITS
+            and (v is None or (isinstance(v, int | float) and not isinstance(v, bool) and v >= 0))
         }
         return replace(self, **valid)
 
@@ -96,11 +97,11 @@ def llm_overrun(
                 "model has no price; add it to RAVEL_PRICES. The call was not made"
             )
         if used.cost_usd + cost > budget.max_cost_usd:
-            total = used.cost_usd + cost
+            usd = used.cost_usd + cost
             return (
                 f"budget max_cost_usd={budget.max_cost_usd:g} would be exceeded by {what}: "
-                f"${used.cost_usd:.6f} spent + about ${cost:.6f} for the call = ${total:.6f} "
-                f"(${total - budget.max_cost_usd:.6f} over); the call was not made"
+                f"${used.cost_usd:.6f} spent + about ${cost:.6f} for the call = ${usd:.6f} "
+                f"(${usd - budget.max_cost_usd:.6f} over); the call was not made"
             )
     return None
 

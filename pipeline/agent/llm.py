@@ -52,8 +52,8 @@ def _api_key(settings: Settings) -> str:
     if settings.openai_base_url:
         return "unused"  # OpenAI-compatible servers (Ollama, the scripted server) need none
     raise LLMError(
-        "OPENAI_API_KEY is not set: set it, or set OPENAI_BASE_URL to an OpenAI-compatible "
-        "server", retryable=False,
+        "OPENAI_API_KEY is not set: set it, or set OPENAI_BASE_URL to an OpenAI-compatible server",
+        retryable=False,
     )
 
 
@@ -107,8 +107,13 @@ def complete(
         )
     except openai.OpenAIError as exc:
         error = classify(exc)
-        log.warning("run %s: LLM call failed after %.1fs (request %s): %s", run_id,
-                    time.monotonic() - started, error.request_id, error)
+        log.warning(
+            "run %s: LLM call failed after %.1fs (request %s): %s",
+            run_id,
+            time.monotonic() - started,
+            error.request_id,
+            error,
+        )
         raise error from None
     return normalise(completion, model, estimate_tokens([messages, tools]))
 
@@ -122,15 +127,13 @@ def classify(exc: openai.OpenAIError) -> LLMError:
     status, as the SDK's own retry logic does.
     """
     if isinstance(exc, openai.APITimeoutError):
-        return LLMError("the LLM request timed out (it may still have been billed)",
-                        retryable=True)
+        return LLMError("the LLM request timed out (it may still have been billed)", retryable=True)
     if isinstance(exc, openai.APIConnectionError):
         return LLMError(f"could not reach the LLM API: {exc.message}", retryable=True)
     if isinstance(exc, openai.APIStatusError):
         return _classify_status(exc)
     if isinstance(exc, openai.APIResponseValidationError):
-        return LLMError(f"the LLM API answered something unreadable: {exc.message}",
-                        retryable=True)
+        return LLMError(f"the LLM API answered something unreadable: {exc.message}", retryable=True)
     return LLMError(f"the LLM client failed: {redact_text(str(exc), 500)}", retryable=False)
 
 
@@ -154,8 +157,9 @@ def _classify_status(exc: openai.APIStatusError) -> LLMError:
             text += f"; it asked to retry after {wait:g}s"
     else:
         text = f"the LLM API refused the request (HTTP {label}): {message}"
-    return LLMError(text, retryable=retryable, retry_after=wait, status=status,
-                    request_id=exc.request_id)
+    return LLMError(
+        text, retryable=retryable, retry_after=wait, status=status, request_id=exc.request_id
+    )
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
@@ -195,8 +199,13 @@ def normalise(completion: Any, requested_model: str, prompt_estimate: int) -> di
         fn = tc.function if tc.type == "function" else None
         name = fn.name if fn else getattr(getattr(tc, "custom", None), "name", tc.type)
         arguments = fn.arguments if fn else getattr(getattr(tc, "custom", None), "input", "")
-        calls.append({"id": tc.id or f"call_{index}", "type": "function",
-                      "function": {"name": name, "arguments": redact(arguments)}})
+        calls.append(
+            {
+                "id": tc.id or f"call_{index}",
+                "type": "function",
+                "function": {"name": name, "arguments": redact(arguments)},
+            }
+        )
     content = msg.content
     truncated = content is not None and len(content) > MAX_OUTPUT_CHARS
     if truncated:
@@ -212,8 +221,9 @@ def normalise(completion: Any, requested_model: str, prompt_estimate: int) -> di
         "tool_calls": calls,
         "refusal": redact(getattr(msg, "refusal", None)),
         "usage": usage,
-        "cost_usd": pricing.cost_usd(model, usage["prompt_tokens"], usage["completion_tokens"],
-                                     usage["cached_tokens"]),
+        "cost_usd": pricing.cost_usd(
+            model, usage["prompt_tokens"], usage["completion_tokens"], usage["cached_tokens"]
+        ),
         "truncated": truncated,
     }
     return record
@@ -224,16 +234,26 @@ def _usage(
 ) -> dict[str, Any]:
     if usage is None:
         completion = estimate_tokens([content or "", calls]) if (content or calls) else 0
-        return {"prompt_tokens": prompt_estimate, "completion_tokens": completion,
-                "total_tokens": prompt_estimate + completion, "cached_tokens": 0,
-                "reasoning_tokens": 0, "estimated": True}
+        return {
+            "prompt_tokens": prompt_estimate,
+            "completion_tokens": completion,
+            "total_tokens": prompt_estimate + completion,
+            "cached_tokens": 0,
+            "reasoning_tokens": 0,
+            "estimated": True,
+        }
     prompt = int(usage.prompt_tokens or 0)
     completion = int(usage.completion_tokens or 0)
     cached = getattr(usage.prompt_tokens_details, "cached_tokens", None) or 0
     reasoning = getattr(usage.completion_tokens_details, "reasoning_tokens", None) or 0
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": int(usage.total_tokens or prompt + completion),
-            "cached_tokens": int(cached), "reasoning_tokens": int(reasoning), "estimated": False}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": int(usage.total_tokens or prompt + completion),
+        "cached_tokens": int(cached),
+        "reasoning_tokens": int(reasoning),
+        "estimated": False,
+    }
 
 
 def usage_of(record: Mapping[str, Any]) -> tuple[int, float, str | None]:

@@ -62,13 +62,16 @@ def _parse_price(model: str, raw: Any) -> Price:
             unknown = set(raw) - {"input", "output", "cached_input"}
             if not unknown:
                 cached = raw.get("cached_input")
-                return Price(float(raw["input"]), float(raw["output"]),
-                             None if cached is None else float(cached))
+                return Price(
+                    float(raw["input"]),
+                    float(raw["output"]),
+                    None if cached is None else float(cached),
+                )
     except (KeyError, TypeError, ValueError):
         pass
     raise ConfigurationError(
-        f"RAVEL_PRICES: the price of {model!r} must be {{\"input\": USD, \"output\": USD, "
-        f"\"cached_input\": USD}} per 1M tokens, or [input, output]; got {raw!r:.100}"
+        f'RAVEL_PRICES: the price of {model!r} must be {{"input": USD, "output": USD, '
+        f'"cached_input": USD}} per 1M tokens, or [input, output]; got {raw!r:.100}'
     )
 
 

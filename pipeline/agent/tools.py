@@ -12,21 +12,18 @@ import enum
 import inspect
 import json
 import re
-import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints, overload
+from typing import Any, Literal, get_type_hints, overload
 
+from pipeline.agent.schema import check_value, json_type, parse_docstring, type_schema
 from pipeline.errors import ConfigurationError, ToolArgumentsError
 
 Effect = Literal["read", "idempotent", "write"]
 EFFECTS: tuple[str, ...] = ("read", "idempotent", "write")
 KEY_PARAM = "idempotency_key"
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_SECTION = re.compile(r"^(Args|Arguments|Parameters|Returns|Return|Raises|Yields|Examples?|Notes?)"
-                      r":\s*$")
-_ARG = re.compile(r"^(\*{0,2}\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
 
 
 @dataclass(frozen=True)
@@ -45,8 +42,10 @@ class Approval:
     on_timeout: Literal["reject", "fail"] = "reject"
 
     def __post_init__(self) -> None:
-        if isinstance(self.approvers, str) or not self.approvers or not all(
-            isinstance(a, str) and a for a in self.approvers
+        if (
+            isinstance(self.approvers, str)
+            or not self.approvers
+            or not all(isinstance(a, str) and a for a in self.approvers)
         ):
             raise ConfigurationError("Approval needs approvers: a non-empty list of names")
         if self.on_timeout not in ("reject", "fail"):
@@ -115,7 +114,7 @@ class Tool:
         """
         if not isinstance(args, dict):
             raise ToolArgumentsError(
-                f"the arguments of {self.name!r} must be a JSON object, not {_json_type(args)}"
+                f"the arguments of {self.name!r} must be a JSON object, not {json_type(args)}"
             )
         props: dict[str, Any] = self.parameters["properties"]
         unknown = sorted(set(args) - set(props))
@@ -127,9 +126,10 @@ class Tool:
         missing = [p for p in self.parameters["required"] if p not in args]
         if missing:
             raise ToolArgumentsError(
-                f"{self.name!r} is missing required argument {', '.join(map(repr, missing))}"
+                f"{self.name!r} is missing required argument{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(map(repr, missing))}"
             )
-        return {k: _check(v, props[k], f"{self.name}.{k}") for k, v in args.items()}
+        return {k: check_value(v, props[k], f"{self.name}.{k}") for k, v in args.items()}
 
     def invoke(self, args: dict[str, Any], idempotency_key: str) -> Any:
         """Run the tool with validated ``args`` (and the key, if it takes one)."""
@@ -145,14 +145,21 @@ def tool(fn: Callable[..., Any], /) -> Tool: ...
 
 @overload
 def tool(
-    *, name: str | None = None, description: str | None = None, effect: Effect | None = None,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    effect: Effect | None = None,
     approval: Approval | None = None,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
 def tool(
-    fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
-    description: str | None = None, effect: Effect | None = None,
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    effect: Effect | None = None,
     approval: Approval | None = None,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Declare a tool: ``@tool``, ``@tool(effect="idempotent")``, ``@tool(approval=...)``.
@@ -180,38 +187,18 @@ def tool(
             )
         summary, arg_docs = parse_docstring(inspect.getdoc(f) or "")
         parameters, takes_key, enums = _parameters(f, tool_name, arg_docs)
-        return Tool(f, tool_name, description or summary or tool_name, parameters, chosen,
-                    approval, takes_key, enums)
+        return Tool(
+            f,
+            tool_name,
+            description or summary or tool_name,
+            parameters,
+            chosen,
+            approval,
+            takes_key,
+            enums,
+        )
 
     return make(fn) if fn is not None else make
-
-
-def parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
-    """Split a Google-style docstring into its description and its ``Args:`` entries."""
-    summary: list[str] = []
-    args: dict[str, str] = {}
-    section: str | None = None
-    current: str | None = None
-    base: int | None = None  # indent of the entries of the Args section
-    for line in doc.splitlines():
-        indent = len(line) - len(line.lstrip())
-        header = _SECTION.match(line.strip()) if indent == 0 else None
-        if header:
-            section, current, base = header.group(1), None, None
-            continue
-        if section is None:
-            summary.append(line)
-            continue
-        if section not in ("Args", "Arguments", "Parameters") or not line.strip():
-            continue
-        base = indent if base is None else base
-        entry = _ARG.match(line.strip()) if indent <= base else None
-        if entry:
-            current = entry.group(1).lstrip("*")
-            args[current] = entry.group(2).strip()
-        elif current is not None:  # a continuation line of the current entry
-            args[current] = f"{args[current]} {line.strip()}".strip()
-    return " ".join(" ".join(summary).split()), args
 
 
 def _parameters(
@@ -235,10 +222,10 @@ def _parameters(
             takes_key = True  # filled in by Ravel, never by the model
             continue
         hint = hints.get(p.name, Any)
-        schema = _schema(hint, f"tool {tool_name!r}: parameter {p.name!r}")
+        schema = type_schema(hint, f"tool {tool_name!r}: parameter {p.name!r}")
         if isinstance(hint, type) and issubclass(hint, enum.Enum):
             enums[p.name] = hint
-        if p.name in docs and docs[p.name]:
+        if docs.get(p.name):
             schema["description"] = docs[p.name]
         if p.default is p.empty:
             required.append(p.name)
@@ -250,82 +237,3 @@ def _parameters(
         "additionalProperties": False,
     }
     return parameters, takes_key, enums
-
-
-_SIMPLE: dict[Any, str] = {str: "string", bool: "boolean", int: "integer", float: "number"}
-
-
-def _schema(hint: Any, where: str) -> dict[str, Any]:  # noqa: C901 - one branch per type form
-    origin, args = get_origin(hint), get_args(hint)
-    if hint is Any or hint is inspect.Parameter.empty:
-        return {}
-    if origin is Annotated:
-        schema = _schema(args[0], where)
-        notes = [a for a in args[1:] if isinstance(a, str)]
-        return {**schema, "description": notes[0]} if notes else schema
-    if hint in _SIMPLE:
-        return {"type": _SIMPLE[hint]}
-    if hint is None or hint is type(None):
-        return {"type": "null"}
-    if origin in (Union, types.UnionType):
-        options = [_schema(a, where) for a in args]
-        return {"anyOf": options}
-    if origin is Literal:
-        kinds = {_SIMPLE.get(type(a)) for a in args}
-        return {"enum": list(args), **({"type": kinds.pop()} if len(kinds) == 1 else {})}
-    if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        return {"enum": [m.value for m in hint]}
-    if hint in (list, tuple, set, frozenset) or origin in (list, tuple, set, frozenset, Sequence):
-        item = args[0] if args and args[0] is not Ellipsis else Any
-        return {"type": "array", "items": _schema(item, where)}
-    if hint is dict or origin in (dict, Mapping):
-        return {"type": "object"}
-    raise ConfigurationError(
-        f"{where}: type {hint!r} has no JSON schema; use str, int, float, bool, a Literal, an "
-        "Enum, list[...], dict, or X | None"
-    )
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object" if isinstance(value, dict) else type(value).__name__
-
-
-def _check(value: Any, schema: Mapping[str, Any], where: str) -> Any:  # noqa: C901
-    """``value`` if it fits the (Ravel-made) schema, else :class:`ToolArgumentsError`."""
-    if "anyOf" in schema:
-        for option in schema["anyOf"]:
-            try:
-                return _check(value, option, where)
-            except ToolArgumentsError:
-                continue
-        kinds = " or ".join(o.get("type", "any") for o in schema["anyOf"])
-        raise ToolArgumentsError(f"argument {where} must be {kinds}, got {_json_type(value)}")
-    kind = schema.get("type")
-    if kind == "integer" and isinstance(value, float) and value.is_integer():
-        value = int(value)  # 5.0 from a model means 5
-    actual = _json_type(value)
-    if kind is not None and actual != kind and not (kind == "number" and actual == "integer"):
-        raise ToolArgumentsError(f"argument {where} must be {_article(kind)}, got {actual}")
-    if "enum" in schema and value not in schema["enum"]:
-        raise ToolArgumentsError(
-            f"argument {where} must be one of {json.dumps(schema['enum'])}, got {value!r:.80}"
-        )
-    if kind == "array" and "items" in schema:
-        return [_check(v, schema["items"], f"{where}[{i}]") for i, v in enumerate(value)]
-    return value
-
-
-def _article(kind: str) -> str:
-    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
