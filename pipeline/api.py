@@ -241,8 +241,19 @@ def run_steps(run_id: str) -> list[StepView]:
 def verify_audit(run_id: str) -> AuditVerification:
     """Re-compute the run's audit hash chain and say whether (and where) it was altered."""
     rid = _run_id(run_id)
-    rows = runs.history(get_db(), rid)
-    if not rows and not runs.run_exists(get_db(), rid):
+    # The run row first: it records the chain's length and head as of its last transition,
+    # so events removed from the end (which leave a valid chain behind) are detected too.
+    # Events appended after this read (a step committing meanwhile) are checked by the chain.
+    found = runs.get_run(get_db(), rid)
+    if found is None:
         raise RunNotFound(f"no run with id {rid}")
+    recorded, head = int(found[0].audit_seq), str(found[0].audit_head)
+    rows = runs.history(get_db(), rid)
     bad, problem, count = find_break(rows)
+    if bad is None and count < recorded:
+        bad = count + 1
+        problem = f"events {count + 1} to {recorded} are missing (the run records {recorded})"
+    elif bad is None and recorded and rows[recorded - 1].hash != head:
+        bad = recorded
+        problem = "the chain was rewritten: its hash does not match the head the run records"
     return AuditVerification(rid, bad is None, count, bad, problem)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 
 from pipeline.store import Database
 from pipeline.store.steps import renew_lease
@@ -24,6 +25,7 @@ class LeaseKeeper:
         self._db = db
         self._seconds = lease_seconds
         self._held: tuple[str, int] | None = None
+        self._renew_at = 0.0  # monotonic time of the held lease's next renewal
         self._lost = False
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -32,6 +34,7 @@ class LeaseKeeper:
         """Start renewing the lease of ``run_id`` claimed with ``fencing``."""
         with self._cond:
             self._held, self._lost = (run_id, fencing), False
+            self._renew_at = time.monotonic() + self._seconds / 3
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="ravel-lease", daemon=True)
                 self._thread.start()
@@ -39,7 +42,10 @@ class LeaseKeeper:
     def configure(self, db: Database, lease_seconds: float) -> None:
         """Use this database and lease length from now on (they change with the settings)."""
         with self._cond:
+            changed = lease_seconds != self._seconds
             self._db, self._seconds = db, lease_seconds
+            if changed:  # a wait begun under the old length may outlast the new lease
+                self._cond.notify()
 
     def release(self) -> bool:
         """Stop renewing; return False if the lease was lost while held."""
@@ -50,10 +56,16 @@ class LeaseKeeper:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait(timeout=self._seconds / 3)
+                timeout = self._seconds / 3
+                if self._held is not None:
+                    timeout = max(0.0, min(timeout, self._renew_at - time.monotonic()))
+                self._cond.wait(timeout=timeout)
                 held, db, seconds = self._held, self._db, self._seconds
-            if held is None:
-                continue
+                # Renew a third of a lease after the claim and every third after: never at
+                # once (a step shorter than that costs no renewal statement).
+                if held is None or time.monotonic() < self._renew_at:
+                    continue
+                self._renew_at = time.monotonic() + seconds / 3
             try:
                 ok = renew_lease(db, held[0], held[1], seconds)
             except Exception:  # a failed renewal is retried next tick; the claim is fenced

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +18,11 @@ def _float(name: str, default: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} is not a number; set it to seconds, e.g. 30") from None
-    if value <= 0:
-        raise ConfigurationError(f"{name}={raw!r} must be greater than zero")
+        raise ConfigurationError(
+            f"{name}={raw!r} is not a number; set it to seconds, e.g. 30"
+        ) from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigurationError(f"{name}={raw!r} must be a finite number greater than zero")
     return value
 
 

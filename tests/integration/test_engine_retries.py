@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from pipeline import (
@@ -182,3 +184,42 @@ def test_exception_message_secrets_are_redacted(any_db, inline):
     for event in run_history(rid):
         assert "sk-live1234567890abcdef" not in repr(event.data)
     assert all("sk-live" not in (s.error or "") for s in run_steps(rid))
+
+
+def test_two_concurrent_retries_resume_the_run_once(pg_db, inline):
+    fixed = {"yes": False}
+    name = unique("retry_race")
+    flow = Workflow(name)
+
+    @flow.step(start=True, retry=RetryPolicy(max_attempts=1))
+    def only(ctx):
+        if not fixed["yes"]:
+            raise RuntimeError("broken")
+        return Done()
+
+    rid = start_run(name, {})
+    inline.drain()
+    assert get_run(rid).status == "failed"
+    fixed["yes"] = True
+    barrier = threading.Barrier(4)
+    ok: list = []
+    refused: list = []
+
+    def retry() -> None:
+        barrier.wait()
+        try:
+            ok.append(retry_run(rid, "ops"))
+        except InvalidTransition as exc:
+            refused.append(exc)
+
+    threads = [threading.Thread(target=retry) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+
+    assert (len(ok), len(refused)) == (1, 3)
+    assert kinds(rid).count("run.retried") == 1
+    assert [w.run_id for w in inline.queue] == [rid]
+    inline.drain()
+    assert get_run(rid).status == "succeeded"
