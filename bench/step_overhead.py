@@ -27,12 +27,12 @@ import redis
 from celery import Celery
 
 from pipeline import dispatch, get_run, start_run
+from pipeline.cluster import Cluster
 from pipeline.migrate import upgrade
 from pipeline.settings import get_settings, reload_settings
 from tasks.config import celery_config
 from tasks.dispatch import publisher
 from tests.support.services import REDIS_HOST, REDIS_PORT, create_database, drop_database
-from pipeline.cluster import Cluster
 
 
 def _bare(app: Celery, hops: int) -> float:

@@ -96,7 +96,7 @@ def _script() -> dict[str, Any]:
     return loaded
 
 
-def main() -> int:  # noqa: C901, PLR0915 - a story told in order reads best in one place
+def main() -> int:
     shutil.rmtree(HOME, ignore_errors=True)
     HOME.mkdir(parents=True)
     scripted = not (os.environ.get("OPENAI_API_KEY") and not os.environ.get("OPENAI_BASE_URL"))

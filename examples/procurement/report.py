@@ -97,7 +97,8 @@ def timeline(run_id: str) -> None:
     console.print(llm)
     for e in run_history(run_id):
         if e.kind.startswith("wait."):
-            console.print(f"Approval: {e.kind.split('.')[1]} by {e.actor} at {e.at:%Y-%m-%d %H:%M:%S} UTC")
+            decision = e.kind.split(".")[1]
+            console.print(f"Approval: {decision} by {e.actor} at {e.at:%Y-%m-%d %H:%M:%S} UTC")
 
 
 @dataclass

@@ -96,7 +96,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise ValueError("body must be a JSON object")
         return value
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         url = urlparse(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         item = query.get("item", "").strip().lower()
@@ -117,7 +117,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, {"error": "not found"})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         try:
             body = self._body()
         except ValueError as exc:

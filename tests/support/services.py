@@ -6,7 +6,7 @@ import os
 import socket
 from functools import cache
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 PG_HOST = os.environ.get("RAVEL_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("RAVEL_TEST_PG_PORT", "5432"))
@@ -36,7 +36,7 @@ def redis_available() -> bool:
     return _reachable(REDIS_HOST, REDIS_PORT)
 
 
-def _admin():  # type: ignore[no-untyped-def]
+def _admin() -> Engine:
     return create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
 
 
