@@ -32,6 +32,7 @@ def reset_db() -> None:
     with _lock:
         if _db is not None:
             _db.engine.dispose()
+            _db.relaxed_engine.dispose()
         _db = None
 
 

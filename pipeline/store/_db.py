@@ -78,6 +78,21 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.engine: Engine = self._create(url)
+        # Writes whose loss in a database crash is harmless (claims, lease renewals) go
+        # through connections that commit without waiting for the WAL flush: a lost claim
+        # leaves the run pending with its old fencing token, so the claimant's commit
+        # matches nothing and the reaper re-publishes the run. Any later durable commit
+        # flushes them anyway.
+        self.relaxed_engine: Engine = self.engine if self.is_sqlite else create_engine(
+            url,
+            json_serializer=dumps,
+            pool_pre_ping=True,
+            pool_size=1,
+            max_overflow=2,
+            pool_recycle=1800,
+            isolation_level="AUTOCOMMIT",
+            connect_args={"options": "-c synchronous_commit=off"},
+        )
 
     def _create(self, url: str) -> Engine:
         if self.is_sqlite:
@@ -121,15 +136,15 @@ class Database:
             else:
                 yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
-    def relax_durability(self, conn: Connection) -> None:
-        """Let this transaction commit without waiting for its WAL flush (PostgreSQL).
-
-        Only for writes whose loss in a database crash is harmless: a lost claim leaves the
-        run pending with its old fencing token, so the claimant's commit matches nothing and
-        the reaper re-publishes the run. Any later durable commit flushes it anyway.
-        """
-        if not self.is_sqlite:
-            conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+    @contextmanager
+    def relaxed(self) -> Iterator[Connection]:
+        """An autocommit connection that does not wait for the WAL flush (see __init__)."""
+        if self.is_sqlite:
+            with self.autocommit() as conn:
+                yield conn
+            return
+        with self.relaxed_engine.connect() as conn:
+            yield conn
 
     def now(self) -> datetime:
         """Read the database clock."""
@@ -141,6 +156,7 @@ class Database:
     def dispose(self) -> None:
         """Drop pooled connections (after a fork: they must not be shared)."""
         self.engine.dispose(close=False)
+        self.relaxed_engine.dispose(close=False)
 
 
 def _configure_sqlite(engine: Engine) -> None:

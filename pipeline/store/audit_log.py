@@ -12,6 +12,7 @@ from models import AuditEvent, table_of
 from pipeline.audit import event_hash
 
 audit_t = table_of(AuditEvent)
+_INSERT = insert(audit_t)  # built once: it is on every step's commit
 
 
 @dataclass
@@ -47,7 +48,7 @@ class Chain:
     def flush(self, conn: Connection) -> None:
         """Insert the queued events (one executemany round trip)."""
         if self.rows:
-            conn.execute(insert(audit_t), self.rows)
+            conn.execute(_INSERT, self.rows)
             self.rows = []
 
 

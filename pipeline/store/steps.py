@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 
 from models import InboundEvent, Message, Run, StepRecord, Wait, table_of
 from pipeline.status import RunStatus
@@ -42,6 +42,43 @@ _CLAIM_RETURNING = (
     runs_t.c.audit_head,
     runs_t.c.message_count,
     runs_t.c.updated_at,
+)
+
+# Built once: constructing a Core statement per call costs more than the round trip itself.
+_CLAIM = (
+    update(runs_t)
+    .where(
+        runs_t.c.id == bindparam("w_id"),
+        runs_t.c.seq == bindparam("w_seq"),
+        runs_t.c.step == bindparam("w_step"),
+        or_(
+            runs_t.c.status == RunStatus.PENDING.value,
+            and_(
+                runs_t.c.status == RunStatus.RUNNING.value,
+                runs_t.c.lease_expires_at < db_now(),
+            ),
+        ),
+    )
+    .values(
+        status=RunStatus.RUNNING.value,
+        fencing=runs_t.c.fencing + 1,
+        attempt=runs_t.c.attempt + 1,
+        lease_owner=bindparam("w_owner"),
+        lease_expires_at=db_now(bindparam("w_lease")),
+        updated_at=db_now(),
+    )
+    .returning(*_CLAIM_RETURNING)
+)
+_INSERT_STEPS = insert(steps_t)
+_INSERT_MESSAGES = insert(messages_t)
+
+
+# The commit's run UPDATE: its SET clause is the columns named in the parameters.
+_FENCED_UPDATE = update(runs_t).where(
+    runs_t.c.id == bindparam("w_id"),
+    runs_t.c.fencing == bindparam("w_fencing"),
+    runs_t.c.version == bindparam("w_version"),
+    runs_t.c.status == RunStatus.RUNNING.value,
 )
 
 
@@ -85,33 +122,10 @@ def claim(
     None means there is nothing to do for this wake-up: a duplicate or stale message, a live
     lease elsewhere, or a run that is parked, finished or cancelled.
     """
-    stmt = (
-        update(runs_t)
-        .where(
-            runs_t.c.id == run_id,
-            runs_t.c.seq == seq,
-            runs_t.c.step == step,
-            or_(
-                runs_t.c.status == RunStatus.PENDING.value,
-                and_(
-                    runs_t.c.status == RunStatus.RUNNING.value,
-                    runs_t.c.lease_expires_at < db_now(),
-                ),
-            ),
-        )
-        .values(
-            status=RunStatus.RUNNING.value,
-            fencing=runs_t.c.fencing + 1,
-            attempt=runs_t.c.attempt + 1,
-            lease_owner=owner,
-            lease_expires_at=now_plus(lease_seconds),
-            updated_at=db_now(),
-        )
-        .returning(*_CLAIM_RETURNING)
-    )
-    with db.begin() as conn:
-        db.relax_durability(conn)
-        row = conn.execute(stmt).first()
+    params = {"w_id": run_id, "w_seq": seq, "w_step": step, "w_owner": owner,
+              "w_lease": float(lease_seconds)}
+    with db.relaxed() as conn:
+        row = conn.execute(_CLAIM, params).first()
     if row is None:
         return None
     return Claim(
@@ -146,7 +160,7 @@ def renew_lease(db: Database, run_id: str, fencing: int, lease_seconds: float) -
         )
         .values(lease_expires_at=now_plus(lease_seconds))
     )
-    with db.autocommit() as conn:
+    with db.relaxed() as conn:
         return conn.execute(stmt).rowcount == 1
 
 
@@ -204,19 +218,14 @@ def commit(db: Database, c: Claim, plan: CommitPlan) -> Committed | None:
     step_rows.append(_step_row(c, c.attempt, plan.step_status, plan.outcome, plan.step_error, at))
     wait_id = str(uuid.uuid4()) if plan.wait else None
     values = _run_values(c, plan, at, seq, chain)
-    guarded = update(runs_t).where(
-        runs_t.c.id == c.run_id,
-        runs_t.c.fencing == c.fencing,
-        runs_t.c.version == c.version,
-        runs_t.c.status == RunStatus.RUNNING.value,
-    )
+    params = {**values, "w_id": c.run_id, "w_fencing": c.fencing, "w_version": c.version}
     with db.begin() as conn:
-        if conn.execute(guarded.values(**values)).rowcount != 1:
+        if conn.execute(_FENCED_UPDATE, params).rowcount != 1:
             conn.rollback()
             return None
-        conn.execute(insert(steps_t), step_rows)
+        conn.execute(_INSERT_STEPS, step_rows)
         if plan.messages:
-            conn.execute(insert(messages_t), _message_rows(c, plan.messages, at))
+            conn.execute(_INSERT_MESSAGES, _message_rows(c, plan.messages, at))
         chain.flush(conn)
         if plan.wait is not None:
             assert wait_id is not None
