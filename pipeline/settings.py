@@ -64,7 +64,7 @@ class Settings:
     broker_url: str
     workflows: tuple[str, ...]
     default_queue: str = "ravel"
-    lease_seconds: float = 30.0
+    lease_seconds: float = 15.0
     reaper_interval: float = 1.0
     redispatch_after: float = 5.0
     step_time_limit: float = 300.0
@@ -95,7 +95,7 @@ def _read() -> Settings:
         broker_url=broker_url,
         workflows=tuple(m.strip() for m in modules.split(",") if m.strip()),
         default_queue=os.environ.get("RAVEL_DEFAULT_QUEUE") or "ravel",
-        lease_seconds=_float("RAVEL_LEASE_SECONDS", 30.0),
+        lease_seconds=_float("RAVEL_LEASE_SECONDS", 15.0),
         reaper_interval=_float("RAVEL_REAPER_INTERVAL", 1.0),
         redispatch_after=_float("RAVEL_REDISPATCH_AFTER", 5.0),
         step_time_limit=_float("RAVEL_STEP_TIME_LIMIT", 300.0),

@@ -125,7 +125,7 @@ def main() -> int:
         "RAVEL_HOME": str(HOME),
         "RAVEL_WORKFLOWS": "examples.procurement.agent",
         "PROCUREMENT_API": world.url,
-        # Short leases so the demo recovers in seconds (production default: 30 s).
+        # Short leases so the demo recovers in seconds (production default: 15 s).
         "RAVEL_LEASE_SECONDS": "3",
         "RAVEL_REAPER_INTERVAL": "0.5",
         "RAVEL_REDISPATCH_AFTER": "2",

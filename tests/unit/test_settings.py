@@ -78,7 +78,7 @@ def test_empty_values_mean_the_default(env):
         env.setenv(name, "")
     env.setenv("RAVEL_DATABASE_URL", "")
     s = reload_settings()
-    assert s.lease_seconds == 30.0 and s.database_url.startswith("sqlite:///")
+    assert s.lease_seconds == 15.0 and s.database_url.startswith("sqlite:///")
 
 
 @pytest.mark.parametrize("name", sorted(FLOATS))
