@@ -42,7 +42,7 @@ def test_defaults(env, tmp_path):
     assert s.workflows == ()
     assert s.default_queue == "ravel"
     assert (s.lease_seconds, s.reaper_interval, s.redispatch_after, s.step_time_limit) == (
-        30.0, 1.0, 5.0, 300.0,
+        15.0, 1.0, 5.0, 300.0,
     )
     assert s.openai_api_key is None and s.openai_base_url is None
 
