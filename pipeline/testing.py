@@ -35,7 +35,7 @@ from types import FrameType, TracebackType
 from typing import Any, cast
 from urllib.parse import urlencode
 
-from pipeline._scripted_llm import (
+from pipeline._scripted import (
     ANONYMOUS_RUN,
     MAX_BODY_BYTES,
     RUN_ID_HEADER,
