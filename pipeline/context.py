@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from pipeline import faults
 from pipeline.jsonutil import to_json_value
+from pipeline.redact import redact
 from pipeline.store import Database, journal
 from pipeline.store.journal import JournalEntry
 from pipeline.views import WaitResult
@@ -56,6 +57,7 @@ class StepContext:
         self._messages: list[dict[str, Any]] | None = None
         self._message_count = message_count
         self.new_messages: list[dict[str, Any]] = []
+        self.audit_events: list[tuple[str, dict[str, Any]]] = []
         self.lease_lost = False
 
     # -- effects -----------------------------------------------------------------------
@@ -115,6 +117,14 @@ class StepContext:
         )
         faults.fault("after_effect_call_before_commit", self.step)
         return value
+
+    def audit(self, kind: str, data: dict[str, Any]) -> None:
+        """Add an event to the run's audit log, written with this attempt's commit.
+
+        For what the audit should show about a step beyond its transition (the tool calls an
+        agent made and why). Secrets are redacted; the data must be JSON.
+        """
+        self.audit_events.append((kind, redact(to_json_value(data, what=f"audit {kind!r}"))))
 
     # -- conversation ------------------------------------------------------------------
 

@@ -118,12 +118,14 @@ def plan_attempt(claim: Claim) -> CommitPlan:
     lease = keeper(db, get_settings().lease_seconds)
     lease.hold(claim.run_id, claim.fencing)
     try:
-        result = step_def.fn(ctx)
-        return _plan_transition(flow, claim, ctx, result)
+        plan = _plan_transition(flow, claim, ctx, step_def.fn(ctx))
     except Exception as exc:
-        return _plan_failure(claim, step_def, attempt, exc)
+        plan = _plan_failure(claim, step_def, attempt, exc)
     finally:
         ctx.lease_lost = not lease.release()
+    # What the step itself put on record comes before its outcome.
+    plan.events[:0] = ctx.audit_events
+    return plan
 
 
 def _plan_transition(flow: Workflow, claim: Claim, ctx: StepContext, result: Any) -> CommitPlan:

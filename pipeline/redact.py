@@ -12,7 +12,12 @@ _PATTERNS = [
     re.compile(r"(?i)bearer\s+[A-Za-z0-9._\-]{8,}"),
     re.compile(r"eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
 ]
-_SECRET_KEYS = re.compile(r"(?i)(authorization|api_?key|token|password|secret|cookie)")
+# Whole key names, or their last ``_``/``-`` part: "access_token" and "OPENAI_API_KEY" are
+# secrets, "prompt_tokens" and "total_tokens" are counts.
+_SECRET_KEYS = re.compile(
+    r"(?i)^(?:.*[_\-])?(authorization|api_?key|token|password|passwd|secret|cookie|"
+    r"set[_\-]cookie|credentials?)$"
+)
 MASK = "[redacted]"
 
 

@@ -196,8 +196,8 @@ def main() -> int:
                                 f"billed {billed}, journaled {done.tokens}, "
                                 f"uninterrupted {reference_tokens}"))
         ok = print_proof(checks)
-        console.print(f"\nAudit it any time: [bold]ravel runs history {run_id} "
-                      f"--database-url sqlite:///{HOME / 'ravel.db'}[/bold]")
+        console.print(f"\nAudit it any time: [bold]ravel --database-url "
+                      f"sqlite:///{HOME / 'ravel.db'} runs history {run_id}[/bold]")
         return 0 if ok else 1
     finally:
         cluster.stop_all()

@@ -21,7 +21,13 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from pipeline.agent import gates
-from pipeline.agent.conversation import agent_state, open_tool_calls, quote, tool_content
+from pipeline.agent.conversation import (
+    agent_state,
+    excerpt,
+    open_tool_calls,
+    quote,
+    tool_content,
+)
 from pipeline.errors import ToolArgumentsError
 from pipeline.redact import redact, redact_text
 from pipeline.transitions import Fail, Next, Transition
@@ -50,6 +56,12 @@ def act(agent: Agent, ctx: StepContext) -> Transition:
         if not isinstance(outcome, str):
             return outcome
         ctx.add_message({"role": "tool", "tool_call_id": call["id"], "content": outcome})
+        ctx.audit("tool.called", {
+            "tool": call["function"]["name"],
+            "call_id": call["id"],
+            "arguments": excerpt(call["function"]["arguments"]),
+            "result": excerpt(outcome),
+        })
     a.pop("grant", None)
     return Next("reason")
 

@@ -24,7 +24,7 @@ from pipeline import faults
 from pipeline.agent import gates, llm
 from pipeline.agent.act import act
 from pipeline.agent.budget import Budget
-from pipeline.agent.conversation import agent_state, check_reply
+from pipeline.agent.conversation import agent_state, check_reply, excerpt
 from pipeline.agent.tools import Tool, tool
 from pipeline.agent.verify import JUDGE_INSTRUCTIONS, VerifyFn, verify
 from pipeline.api import start_run
@@ -161,6 +161,17 @@ class Agent:
         )
         reply = check_reply(record, self.tools, turn)
         ctx.add_message(reply.message)
+        # The audit log tells a week later what the model decided and why, not only that a
+        # step ran: its words (cut), the calls it asked for, what it cost.
+        ctx.audit("llm.replied", {
+            "turn": turn,
+            "model": record["model"],
+            "finish_reason": record["finish_reason"],
+            "tokens": record["usage"]["total_tokens"],
+            "cost_usd": record["cost_usd"],
+            "content": excerpt(record["content"]),
+            "tool_calls": [c["function"]["name"] for c in record["tool_calls"]],
+        })
         if reply.usable:
             a["repairs"] = 0
             return Next("act") if reply.calls else Next("verify")

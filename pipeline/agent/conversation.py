@@ -74,6 +74,13 @@ def tool_content(result: Any) -> str:
     return f"{kept}\n[truncated by Ravel: the result was {len(data)} bytes]"
 
 
+def excerpt(text: str | None, limit: int = 500) -> str | None:
+    """The start of a text, for the audit log (the full text is in the conversation)."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
+
+
 def quote(value: Any, limit: int = 4000) -> str:
     """Untrusted data as one line of ASCII JSON: newlines, bidi and zero-width characters
     come out as ``\\uXXXX`` escapes, so text written by a model cannot pose as instructions."""

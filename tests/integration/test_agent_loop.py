@@ -11,7 +11,16 @@ import pytest
 from sqlalchemy import func, select
 
 from models import Message
-from pipeline import Agent, RetryPolicy, get_run, run_history, run_steps, start_run, tool
+from pipeline import (
+    Agent,
+    RetryPolicy,
+    get_run,
+    run_history,
+    run_steps,
+    start_run,
+    tool,
+    verify_audit,
+)
 from pipeline import faults as fault_points
 from pipeline.store import get_db
 from pipeline.testing import ScriptedLLMServer
@@ -335,3 +344,25 @@ def test_a_timed_out_request_is_retried(sqlite_db, inline, llm, monkeypatch):
     while llm.stats(rid)["calls"] < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert llm.stats(rid)["calls"] == 2
+
+
+def test_the_audit_log_shows_what_the_model_decided_and_why(any_db, inline, llm):
+    llm.set_script({"turns": [
+        {**LOOKUP, "content": "Checking stock before answering."},
+        {"content": "widget: 42 in stock"},
+    ]})
+    agent = stock_agent()
+    rid = start_run(agent.name, {"message": "Is widget in stock?"})
+    assert settle(inline, rid).status == "succeeded"
+
+    events = [(e.kind, e.step, e.data) for e in run_history(rid)
+              if e.kind in ("llm.replied", "tool.called")]
+    assert [(k, s) for k, s, _ in events] == [
+        ("llm.replied", "reason"), ("tool.called", "act"), ("llm.replied", "reason")]
+    first, tool_call, last = (d for _, _, d in events)
+    assert first["content"] == "Checking stock before answering."
+    assert first["tool_calls"] == ["check_inventory"] and first["tokens"] > 0
+    assert tool_call["tool"] == "check_inventory"
+    assert '"widget"' in tool_call["arguments"] and "42" in tool_call["result"]
+    assert last["tool_calls"] == [] and last["finish_reason"] == "stop"
+    assert verify_audit(rid).ok

@@ -43,6 +43,11 @@ def test_secret_looking_keys_are_masked_whatever_the_value(key):
     assert out == {key: MASK, "safe": "plain value"}
 
 
+def test_count_keys_that_merely_contain_a_secret_word_are_kept():
+    usage = {"prompt_tokens": 10, "total_tokens": 12, "tokens": 12, "secretary": "Ann"}
+    assert redact(usage) == usage
+
+
 def test_secret_keys_mask_whole_nested_values():
     out = redact({"headers": {"Authorization": {"scheme": "basic", "v": "x"}}})
     assert out == {"headers": {"Authorization": MASK}}
