@@ -32,10 +32,16 @@ _LABELS = {
 
 def describe(event: HistoryEvent) -> str | None:
     """One progress line for an audit event (None for the routine ones)."""
+    if event.kind == "llm.replied":
+        said = event.data.get("content") or "(no text)"
+        return f"[cyan]model[/cyan]: {_short(said, 90)}"
+    if event.kind == "tool.called":
+        return (f"[magenta]tool[/magenta] {event.data.get('tool')}"
+                f"({_short(event.data.get('arguments') or '', 60)}) -> "
+                f"{_short(event.data.get('result') or '', 60)}")
     label = _LABELS.get(event.kind)
     if event.kind == "step.succeeded":
-        nxt = event.data.get("next")
-        return f"{event.step} done" + (f" -> {nxt}" if nxt else "")
+        return None  # the model's and the tools' lines say more
     if label is None:
         return None
     values: dict[str, Any] = {"step": event.step, "actor": event.actor, "attempt": "?",
