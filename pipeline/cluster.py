@@ -151,12 +151,12 @@ class Cluster:
 class RedisServer:
     """A private redis-server on a free port, for tests that flush or restart the broker."""
 
-    def __init__(self, folder: Path) -> None:
-        """Start the server, keeping its files under ``folder``."""
+    def __init__(self, folder: Path, port: int | None = None) -> None:
+        """Start the server on ``port`` (default: a free one), its files under ``folder``."""
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
-        self.port = free_port()
+        self.port = port or free_port()
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(

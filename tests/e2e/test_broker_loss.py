@@ -77,3 +77,29 @@ def test_duplicate_delivery_is_a_no_op(pg_cluster: Cluster, tmp_path: Path) -> N
     assert len(run_steps(run_id)) == 1
     assert ledger.read_text().splitlines() == [f"{run_id}:0"]
     assert [r.id for r in list_runs()] == [run_id]
+
+
+def test_runs_start_and_finish_across_a_broker_outage(
+    pg_db: str, private_redis: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """F11: with Redis down, start_run still commits (the run row is the outbox); once Redis
+    is back on the same port, workers reconnect and the reaper re-publishes every run."""
+    cluster = start_cluster(tmp_path, monkeypatch, pg_db, private_redis.url)
+    try:
+        ledger = tmp_path / "ledger.txt"
+        cluster.worker()
+        cluster.beat()
+        private_redis.stop()
+        started = [start_run("e2e_chain", {"ledger": str(ledger), "n": 3}) for _ in range(5)]
+        assert {get_run(r).status for r in started} == {"pending"}
+
+        restarted = RedisServer(tmp_path / "redis2", port=private_redis.port)
+        try:
+            wait_for(lambda: all(get_run(r).status == "succeeded" for r in started), 90,
+                     "every run to finish after the broker came back")
+        finally:
+            restarted.stop()
+        lines = ledger.read_text().splitlines()
+        assert sorted(lines) == sorted(f"{r}:{i}" for r in started for i in range(3))
+    finally:
+        cluster.stop_all()
