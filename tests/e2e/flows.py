@@ -96,3 +96,18 @@ def crash(ctx: StepContext) -> Any:
 
     os.kill(os.getpid(), signal.SIGKILL)
     return Done(None)  # never reached
+
+
+slow = Workflow("e2e_slow", version=1, retry=RetryPolicy(max_attempts=5, initial_delay=0.1))
+
+
+@slow.step(start=True)
+def work(ctx: StepContext) -> Any:
+    """A long step: journal an effect, say so in ``state["marker"]``, then take a while."""
+    import time
+
+    ctx.effect("effect", append_line, ctx.state["ledger"], f"{ctx.run_id}:effect")
+    append_line(ctx.state["marker"], f"attempt {ctx.attempt}")
+    time.sleep(ctx.state["sleep"] if ctx.attempt == 1 else 0)
+    ctx.state["done_by_attempt"] = ctx.attempt
+    return Done({"attempt": ctx.attempt})

@@ -69,3 +69,26 @@ def test_crash_between_commit_and_publish_is_redriven(cluster: Cluster, tmp_path
     assert published_to_done < 15, f"re-driven only after {published_to_done:.1f}s"
     assert _lines(ledger) == [f"{run_id}:charge"]
     assert [s.step for s in run_steps(run_id)] == ["pay", "receipt"]
+
+
+def test_a_paused_lease_owner_cannot_commit_after_takeover(
+    pg_cluster: Cluster, tmp_path: Path
+) -> None:
+    """F18: a worker frozen (SIGSTOP) past its lease loses the run to another; when it
+    thaws, its commit matches nothing (fencing token) and it publishes nothing."""
+    ledger, marker = tmp_path / "ledger", tmp_path / "marker"
+    frozen = pg_cluster.worker(concurrency=1)
+    run_id = start_run("e2e_slow", {"ledger": str(ledger), "marker": str(marker), "sleep": 6})
+    wait_for(marker.exists, 30, "the first attempt to journal its effect")
+    frozen.kill(signal.SIGSTOP)  # the whole worker, lease renewal thread included
+    try:
+        pg_cluster.worker(concurrency=1)
+        pg_cluster.beat()
+        _wait_status(run_id, "succeeded", pg_cluster, timeout=60)
+        assert get_run(run_id).result == {"attempt": 2}
+    finally:
+        frozen.kill(signal.SIGCONT)
+    wait_for(lambda: "lease lost" in frozen.log(), 30, "the thawed worker to drop its commit")
+    assert [(s.attempt, s.status) for s in run_steps(run_id)] == [(1, "lost"), (2, "succeeded")]
+    assert get_run(run_id).state["done_by_attempt"] == 2
+    assert _lines(ledger) == [f"{run_id}:effect"]
