@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import get_run, retry_run, run_history, run_steps, start_run
+from pipeline import get_run, run_history, run_steps, start_run
 from tests.support.workers import Cluster, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
@@ -32,26 +32,6 @@ def test_fails_twice_then_succeeds_with_policy_gaps(pg_cluster: Cluster, tmp_pat
     assert (tmp_path / "ledger").read_text().splitlines() == [f"{run_id}:before"]
     kinds = [e.kind for e in run_history(run_id)]
     assert kinds.count("step.retry_scheduled") == 2
-
-
-def test_operator_retry_after_the_fix(pg_cluster: Cluster, tmp_path: Path) -> None:
-    pg_cluster.worker()
-    pg_cluster.beat()
-    state = {"ledger": str(tmp_path / "ledger"), "attempts": str(tmp_path / "attempts"),
-             "fixed": str(tmp_path / "fixed"), "fail_times": 99}
-    run_id = start_run("e2e_flaky", state)
-    wait_for(lambda: get_run(run_id).status == "failed", 60, "the run to fail")
-    assert "vendor API down (try 3)" in (get_run(run_id).error or "")
-
-    (tmp_path / "fixed").touch()
-    retry_run(run_id, "ops:alice", state_patch={"ticket": "INC-42"})
-    wait_for(lambda: get_run(run_id).status == "succeeded", 30, "the retried run to succeed")
-    done = get_run(run_id)
-    assert done.state["ticket"] == "INC-42"
-    # The effect journaled before the first failure was not run again by any attempt.
-    assert (tmp_path / "ledger").read_text().splitlines() == [f"{run_id}:before"]
-    retried = [e for e in run_history(run_id) if e.kind == "run.retried"]
-    assert [e.actor for e in retried] == ["ops:alice"]
 
 
 def test_poison_step_fails_at_max_attempts(pg_cluster: Cluster, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from pipeline import get_run, run_steps, start_run
+from pipeline import get_run, run_history, run_steps, start_run
 from pipeline.cluster import ROOT
 from pipeline.settings import get_settings
 from tasks.config import celery_config
@@ -97,4 +97,7 @@ def test_operator_retry_with_the_cli(pg_cluster: Cluster, tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     wait_for(lambda: get_run(run_id).status == "succeeded", 30, "the retried run")
     assert get_run(run_id).state["ticket"] == "INC-7"
+    # The effect journaled before the first failure was not run again by any attempt.
     assert (tmp_path / "ledger").read_text().splitlines() == [f"{run_id}:before"]
+    retried = [e for e in run_history(run_id) if e.kind == "run.retried"]
+    assert [(e.actor, e.data["patched_keys"]) for e in retried] == [("ops:bob", ["ticket"])]
