@@ -19,6 +19,8 @@ from pipeline.api import (
 )
 from pipeline.context import StepContext
 from pipeline.errors import (
+    BudgetExceeded,
+    DatabaseNotMigrated,
     InvalidInput,
     InvalidStepResult,
     InvalidTransition,
@@ -26,6 +28,7 @@ from pipeline.errors import (
     NotWaiting,
     PipelineError,
     RunNotFound,
+    StoreUnavailable,
     WaitAlreadyDecided,
     WaitExpired,
     WorkflowNotFound,
@@ -52,4 +55,5 @@ __all__ = [
     # errors
     "PipelineError", "RunNotFound", "WorkflowNotFound", "InvalidInput", "InvalidTransition",
     "InvalidStepResult", "NotWaiting", "NotAuthorized", "WaitAlreadyDecided", "WaitExpired",
+    "DatabaseNotMigrated", "StoreUnavailable", "BudgetExceeded",
 ]

@@ -14,6 +14,7 @@ from pipeline.jsonutil import MAX_INPUT_BYTES, require_object, to_json_value
 from pipeline.settings import get_settings
 from pipeline.status import RunStatus
 from pipeline.store import decisions, get_db, runs
+from pipeline.store.db_errors import actionable
 from pipeline.views import AuditVerification, HistoryEvent, RunView, StepView, WaitResult, WaitView
 from pipeline.workflow import describe, find_workflow
 
@@ -59,6 +60,7 @@ def _workflow_spec(name: str) -> tuple[int, str]:
     return int(row.version), str(row.start_step)
 
 
+@actionable
 def start_run(
     workflow_name: str, input: dict[str, Any] | str, *, idempotency_key: str | None = None,
     actor: str = "api",
@@ -111,6 +113,7 @@ def _view(run: Row[Any], wait: Row[Any] | None) -> RunView:
     )
 
 
+@actionable
 def get_run(run_id: str) -> RunView:
     """The run as stored now. Raises :class:`RunNotFound`."""
     rid = _run_id(run_id)
@@ -120,6 +123,7 @@ def get_run(run_id: str) -> RunView:
     return _view(*found)
 
 
+@actionable
 def list_runs(
     status: RunStatus | str | None = None, workflow: str | None = None, limit: int = 50
 ) -> list[RunView]:
@@ -148,6 +152,7 @@ def _decide(run_id: str, decision: str, actor: str, data: Any, wait_id: str | No
     return WaitResult("approval", result.decision, result.actor, value, result.at, result.wait_id)
 
 
+@actionable
 def approve(
     run_id: str, actor: str, data: dict[str, Any] | None = None, *, wait_id: str | None = None
 ) -> WaitResult:
@@ -163,6 +168,7 @@ def approve(
     return _decide(run_id, "approved", actor, data, wait_id)
 
 
+@actionable
 def reject(
     run_id: str, actor: str, reason: str | None = None, *, wait_id: str | None = None
 ) -> WaitResult:
@@ -171,6 +177,7 @@ def reject(
     return _decide(run_id, "rejected", actor, reason, wait_id)
 
 
+@actionable
 def send_event(run_id: str, name: str, payload: Any = None, *, actor: str = "api") -> bool:
     """Send an event to a run; True if a waiting run was woken, False if it was kept for later.
 
@@ -186,6 +193,7 @@ def send_event(run_id: str, name: str, payload: Any = None, *, actor: str = "api
     return wakeup is not None
 
 
+@actionable
 def retry_run(run_id: str, actor: str, state_patch: dict[str, Any] | None = None) -> RunView:
     """Resume a failed run at the step that failed; journaled effects are not repeated.
 
@@ -205,6 +213,7 @@ def retry_run(run_id: str, actor: str, state_patch: dict[str, Any] | None = None
     return get_run(rid)
 
 
+@actionable
 def cancel_run(run_id: str, actor: str, reason: str = "cancelled by operator") -> RunView:
     """Cancel a live run: a running step's commit is discarded, an open wait is closed.
 
@@ -216,6 +225,7 @@ def cancel_run(run_id: str, actor: str, reason: str = "cancelled by operator") -
     return get_run(rid)
 
 
+@actionable
 def run_history(run_id: str) -> list[HistoryEvent]:
     """The run's audit events, oldest first."""
     rid = _run_id(run_id)
@@ -225,6 +235,7 @@ def run_history(run_id: str) -> list[HistoryEvent]:
     return [HistoryEvent(r.kind, r.actor, r.at, r.step, r.data, r.idx) for r in rows]
 
 
+@actionable
 def run_steps(run_id: str) -> list[StepView]:
     """Every recorded step attempt of the run, in order."""
     rid = _run_id(run_id)
@@ -238,6 +249,7 @@ def run_steps(run_id: str) -> list[StepView]:
     ]
 
 
+@actionable
 def verify_audit(run_id: str) -> AuditVerification:
     """Re-compute the run's audit hash chain and say whether (and where) it was altered."""
     rid = _run_id(run_id)

@@ -98,3 +98,11 @@ class AgentError(PipelineError):
     """An agent cannot go on (bad input, unusable model reply); retrying will not help."""
 
     retryable = False
+
+
+class DatabaseNotMigrated(ConfigurationError):
+    """Ravel's tables are missing or older than this version: run ``ravel db upgrade``."""
+
+
+class StoreUnavailable(PipelineError):
+    """The database cannot be reached; nothing was changed."""

@@ -6,10 +6,10 @@ import click
 
 from pipeline import api, migrate
 from pipeline.cli.common import json_option, require_database, sqlite_file
-from pipeline.cli.errors import MIGRATE_HINT, mask_url
 from pipeline.cli.output import echo_json, print_table, when
 from pipeline.settings import get_settings
 from pipeline.store import get_db, runs
+from pipeline.store.db_errors import MIGRATE_HINT, mask_url
 
 
 @click.group()

@@ -11,8 +11,9 @@ from typing import Any, TypeVar
 import click
 from sqlalchemy.engine import make_url
 
-from pipeline.cli.errors import MIGRATE_HINT, CliError
+from pipeline.cli.errors import CliError
 from pipeline.settings import get_settings
+from pipeline.store.db_errors import MIGRATE_HINT
 
 F = TypeVar("F", bound=Callable[..., Any])
 

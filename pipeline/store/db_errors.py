@@ -1,0 +1,81 @@
+"""Database failures as errors a person can act on (the API and the CLI raise these)."""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from pipeline.errors import DatabaseNotMigrated, PipelineError, StoreUnavailable
+from pipeline.settings import get_settings
+
+MIGRATE_HINT = "run `ravel db upgrade`"
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def mask_url(url: str) -> str:
+    """A database URL fit to print: the password replaced by ``***``."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # unparseable: mask whatever sits between "user:" and "@"
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def current_url() -> str:
+    """The configured database URL, masked; ``?`` if the settings cannot even be read."""
+    try:
+        return mask_url(get_settings().database_url)
+    except PipelineError:
+        return "?"
+
+
+def reason(exc: DBAPIError) -> str:
+    """The first line of the driver's message."""
+    orig = exc.orig if exc.orig is not None else exc
+    lines = [line.strip() for line in str(orig).splitlines() if line.strip()]
+    return lines[0] if lines else type(orig).__name__
+
+
+def is_missing_table(exc: DBAPIError) -> bool:
+    """Whether the error says a Ravel table does not exist."""
+    return getattr(exc.orig, "pgcode", None) == "42P01" or "no such table" in str(exc.orig)
+
+
+def is_old_schema(exc: DBAPIError) -> bool:
+    """Whether the error says a column this version expects does not exist."""
+    return getattr(exc.orig, "pgcode", None) == "42703" or "no such column" in str(exc.orig)
+
+
+def translate(exc: DBAPIError) -> PipelineError | None:
+    """The actionable error for a database failure, or None for one to raise as is."""
+    if is_missing_table(exc):
+        return DatabaseNotMigrated(f"the database at {current_url()} is not migrated; "
+                                   f"{MIGRATE_HINT}")
+    if is_old_schema(exc):
+        return DatabaseNotMigrated(f"the database at {current_url()} has an older schema than "
+                                   f"this version of Ravel; {MIGRATE_HINT}")
+    if isinstance(exc, OperationalError):
+        return StoreUnavailable(f"cannot reach the database at {current_url()}: {reason(exc)}; "
+                                "is it running, and is RAVEL_DATABASE_URL right?")
+    return None
+
+
+def actionable(fn: Callable[P, R]) -> Callable[P, R]:
+    """Re-raise database failures of ``fn`` as :func:`translate` describes them."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except DBAPIError as exc:
+            better = translate(exc)
+            if better is None:
+                raise
+            raise better from exc
+
+    return wrapper
