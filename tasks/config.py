@@ -74,6 +74,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Flower needs task events; SENT shows published wake-ups.
         "worker_send_task_events": True,
         "task_send_sent_event": True,
+        # Deploys: on SIGTERM (or SIGQUIT with REMAP_SIGTERM=SIGQUIT) let running steps
+        # finish and commit for up to 30 s, then stop; an idle worker stops at once. A step
+        # cut short is re-driven from its checkpoint by the reaper.
+        "worker_soft_shutdown_timeout": 30.0,
+        "worker_enable_soft_shutdown_on_idle": True,
         # Recycle leaky children after the task they are running.
         "worker_max_memory_per_child": 512_000,
         "timezone": "UTC",

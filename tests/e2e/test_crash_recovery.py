@@ -92,3 +92,16 @@ def test_a_paused_lease_owner_cannot_commit_after_takeover(
     assert [(s.attempt, s.status) for s in run_steps(run_id)] == [(1, "lost"), (2, "succeeded")]
     assert get_run(run_id).state["done_by_attempt"] == 2
     assert _lines(ledger) == [f"{run_id}:effect"]
+
+
+def test_sigterm_mid_step_lets_the_step_commit(pg_cluster: Cluster, tmp_path: Path) -> None:
+    """F7: a rolling deploy's SIGTERM waits for the running step, which commits once."""
+    ledger, marker = tmp_path / "ledger", tmp_path / "marker"
+    worker = pg_cluster.worker(concurrency=1)
+    run_id = start_run("e2e_slow", {"ledger": str(ledger), "marker": str(marker), "sleep": 2})
+    wait_for(marker.exists, 30, "the step to be running")
+    worker.popen.send_signal(signal.SIGTERM)
+    worker.popen.wait(timeout=60)
+    assert get_run(run_id).status == "succeeded", worker.log()[-3000:]
+    assert [(s.attempt, s.status) for s in run_steps(run_id)] == [(1, "succeeded")]
+    assert _lines(ledger) == [f"{run_id}:effect"]
