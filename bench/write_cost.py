@@ -66,12 +66,12 @@ def main() -> None:
 
     try:
         event.listen(get_db().engine, "before_cursor_execute", count)
-        steps.commit = timed_commit  # type: ignore[assignment]
+        steps.commit = timed_commit
         with inline_dispatch() as inline:
             start_run("bench_chat", {"steps": args.steps})
             inline.drain(limit=args.steps + 10)
     finally:
-        steps.commit = original  # type: ignore[assignment]
+        steps.commit = original
         reset_db()
         drop_database(name)
     w = args.window
