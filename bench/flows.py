@@ -27,3 +27,18 @@ def bare_hop(left: int, key: str) -> None:
         bare_hop.apply_async(args=(left - 1, key), queue=get_settings().default_queue)
     else:
         redis.Redis.from_url(get_settings().broker_url).rpush(key, "done")
+
+
+parked = Workflow("bench_parked", version=1)
+
+
+@parked.step(start=True)
+def ask(ctx: StepContext) -> Any:
+    from pipeline import WaitForApproval
+
+    return WaitForApproval("go on?", approvers=["bench"], then="finish")
+
+
+@parked.step
+def finish(ctx: StepContext) -> Any:
+    return Done(None)
