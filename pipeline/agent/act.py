@@ -138,15 +138,10 @@ def _resolve_unknown(
     ctx: StepContext, tool: Tool, args: dict[str, Any], name: str, decision: dict[str, Any]
 ) -> str | Transition:
     """Apply an operator's resolution of an unknown outcome."""
-    result = ctx.wait_result
-    assert result is not None
-    if result.decision != "approved":
-        who = f" by {result.actor}" if result.actor else ""
-        return Fail(
-            f"the unknown outcome of a call to {tool.name!r} was {result.decision}"
-            f"{who}; the run stops here ({quote(result.data, 300)})"
-        )
-    data = result.data if isinstance(result.data, dict) else {}
+    failed = gates.not_approved(ctx, f"the outcome of a call to {tool.name!r} is unknown")
+    if failed is not None:
+        return failed
+    data = gates.approved_data(ctx)
     resolution = data.get("resolution", "retry")
     if resolution == "skip":
         return tool_content(redact(data.get("result")))

@@ -114,17 +114,34 @@ def settle_budget_wait(ctx: StepContext, a: dict[str, Any]) -> Fail | None:
     return None
 
 
-def budget_decision(ctx: StepContext, a: dict[str, Any], pending: Mapping[str, Any]) -> Fail | None:
-    """Apply an operator's decision on a run parked at its budget; Fail if it was not approved."""
+def not_approved(ctx: StepContext, why: str) -> Fail | None:
+    """The run's failure if the operator's wait ended other than approved, else None.
+
+    Args:
+        ctx: the step resumed after the wait.
+        why: what stopped the run, for the failure message.
+    """
     result = ctx.wait_result
     assert result is not None
-    if result.decision != "approved":
-        who = f" by {result.actor}" if result.actor else ""
-        return Fail(
-            f"the run stopped at its budget: the operator wait was {result.decision}"
-            f"{who} ({quote(result.data, 300)})"
-        )
-    data = result.data if isinstance(result.data, dict) else {}
+    if result.decision == "approved":
+        return None
+    who = f" by {result.actor}" if result.actor else ""
+    return Fail(f"{why}: the operator wait was {result.decision}{who} "
+                f"({quote(result.data, 300)})")
+
+
+def approved_data(ctx: StepContext) -> dict[str, Any]:
+    """The data an operator approved with (an empty dict if none)."""
+    data = ctx.wait_result.data if ctx.wait_result else None
+    return data if isinstance(data, dict) else {}
+
+
+def budget_decision(ctx: StepContext, a: dict[str, Any], pending: Mapping[str, Any]) -> Fail | None:
+    """Apply an operator's decision on a run parked at its budget; Fail if it was not approved."""
+    failed = not_approved(ctx, "the run stopped at its budget")
+    if failed is not None:
+        return failed
+    data = approved_data(ctx)
     raised = {k: v for k, v in data.items() if k in budgets.LIMITS}
     if raised:
         ctx.state[BUDGET_STATE_KEY] = {**ctx.state.get(BUDGET_STATE_KEY, {}), **raised}
