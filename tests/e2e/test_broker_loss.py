@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,35 +26,42 @@ def private_redis(tmp_path: Path):  # type: ignore[no-untyped-def]
     server.stop()
 
 
-def test_flushall_with_20_runs_in_flight(
+@pytest.fixture
+def own_broker(
     pg_db: str, private_redis: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> Iterator[Cluster]:
+    """Workers on PostgreSQL and a private Redis the test may flush or stop."""
     cluster = start_cluster(tmp_path, monkeypatch, pg_db, private_redis.url)
-    try:
-        ledger = tmp_path / "ledger.txt"
-        cluster.worker()
-        cluster.worker()
-        cluster.beat()
-        runs = [start_run("e2e_chain", {"ledger": str(ledger), "n": 8}) for _ in range(20)]
+    yield cluster
+    cluster.stop_all()
 
-        # Flush while runs are mid-way: some steps done, wake-ups queued and unacked.
-        wait_for(lambda: len(ledger.read_text().splitlines()) >= 30 if ledger.exists()
-                 else False, 60, "runs to be in flight")
-        assert private_redis.command("FLUSHALL").startswith(b"+OK")
-        in_flight = [r for r in runs if get_run(r).status != "succeeded"]
-        assert in_flight, "every run finished before the flush; the test proved nothing"
 
-        wait_for(lambda: all(get_run(r).status == "succeeded" for r in runs), 120,
-                 "all 20 runs to succeed after FLUSHALL")
-        lines = ledger.read_text().splitlines()
-        repeated = [line for line, n in Counter(lines).items() if n > 1]
-        assert repeated == [], f"journaled effects ran twice: {repeated}"
-        assert len(lines) == 20 * 8
-        for r in runs:
-            assert get_run(r).result == {"ticks": 8}
-            assert [s.seq for s in run_steps(r) if s.status == "succeeded"] == list(range(8))
-    finally:
-        cluster.stop_all()
+def test_flushall_with_20_runs_in_flight(
+    own_broker: Cluster, private_redis: RedisServer, tmp_path: Path
+) -> None:
+    cluster = own_broker
+    ledger = tmp_path / "ledger.txt"
+    cluster.worker()
+    cluster.worker()
+    cluster.beat()
+    runs = [start_run("e2e_chain", {"ledger": str(ledger), "n": 8}) for _ in range(20)]
+
+    # Flush while runs are mid-way: some steps done, wake-ups queued and unacked.
+    wait_for(lambda: len(ledger.read_text().splitlines()) >= 30 if ledger.exists()
+             else False, 60, "runs to be in flight")
+    assert private_redis.command("FLUSHALL").startswith(b"+OK")
+    in_flight = [r for r in runs if get_run(r).status != "succeeded"]
+    assert in_flight, "every run finished before the flush; the test proved nothing"
+
+    wait_for(lambda: all(get_run(r).status == "succeeded" for r in runs), 120,
+             "all 20 runs to succeed after FLUSHALL")
+    lines = ledger.read_text().splitlines()
+    repeated = [line for line, n in Counter(lines).items() if n > 1]
+    assert repeated == [], f"journaled effects ran twice: {repeated}"
+    assert len(lines) == 20 * 8
+    for r in runs:
+        assert get_run(r).result == {"ticks": 8}
+        assert [s.seq for s in run_steps(r) if s.status == "succeeded"] == list(range(8))
 
 
 def test_duplicate_delivery_is_a_no_op(pg_cluster: Cluster, tmp_path: Path) -> None:
@@ -80,26 +88,23 @@ def test_duplicate_delivery_is_a_no_op(pg_cluster: Cluster, tmp_path: Path) -> N
 
 
 def test_runs_start_and_finish_across_a_broker_outage(
-    pg_db: str, private_redis: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    own_broker: Cluster, private_redis: RedisServer, tmp_path: Path
 ) -> None:
+    cluster = own_broker
     """F11: with Redis down, start_run still commits (the run row is the outbox); once Redis
     is back on the same port, workers reconnect and the reaper re-publishes every run."""
-    cluster = start_cluster(tmp_path, monkeypatch, pg_db, private_redis.url)
-    try:
-        ledger = tmp_path / "ledger.txt"
-        cluster.worker()
-        cluster.beat()
-        private_redis.stop()
-        started = [start_run("e2e_chain", {"ledger": str(ledger), "n": 3}) for _ in range(5)]
-        assert {get_run(r).status for r in started} == {"pending"}
+    ledger = tmp_path / "ledger.txt"
+    cluster.worker()
+    cluster.beat()
+    private_redis.stop()
+    started = [start_run("e2e_chain", {"ledger": str(ledger), "n": 3}) for _ in range(5)]
+    assert {get_run(r).status for r in started} == {"pending"}
 
-        restarted = RedisServer(tmp_path / "redis2", port=private_redis.port)
-        try:
-            wait_for(lambda: all(get_run(r).status == "succeeded" for r in started), 90,
-                     "every run to finish after the broker came back")
-        finally:
-            restarted.stop()
-        lines = ledger.read_text().splitlines()
-        assert sorted(lines) == sorted(f"{r}:{i}" for r in started for i in range(3))
+    restarted = RedisServer(tmp_path / "redis2", port=private_redis.port)
+    try:
+        wait_for(lambda: all(get_run(r).status == "succeeded" for r in started), 90,
+                 "every run to finish after the broker came back")
     finally:
-        cluster.stop_all()
+        restarted.stop()
+    lines = ledger.read_text().splitlines()
+    assert sorted(lines) == sorted(f"{r}:{i}" for r in started for i in range(3))
