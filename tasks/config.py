@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.settings import Settings
+from tasks import fs_transport
 
 
 def broker_transport_options(settings: Settings) -> dict[str, Any]:
@@ -16,6 +17,7 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
         return {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
+            # Where a consumer claims a message by renaming it (same filesystem as the queue).
             "processed_folder": str(folder / "processed"),
             # Broadcast bindings (worker control); kombu's default is ./control in the cwd.
             "control_folder": str(folder / "control"),
@@ -37,11 +39,18 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def broker_url(settings: Settings) -> str:
+    """The broker URL Celery uses: the embedded default gets Ravel's safe filesystem transport."""
+    if settings.broker_url.startswith("filesystem://"):
+        return fs_transport.ALIAS + settings.broker_url.removeprefix("filesystem")
+    return settings.broker_url
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery configuration for these settings."""
     transport = broker_transport_options(settings)
     return {
-        "broker_url": settings.broker_url,
+        "broker_url": broker_url(settings),
         "broker_transport_options": transport,
         # Messages carry ids only. Accepting pickle would let anyone who can write to the
         # broker run code in the workers, whatever the serializer used to send.
