@@ -51,10 +51,6 @@ class InvalidStepResult(PipelineError, TypeError):
     """A step returned something that is not a transition, or named an unknown step."""
 
 
-class StepTimeout(PipelineError):
-    """A step ran past its time limit."""
-
-
 class LLMError(PipelineError):
     """An LLM API call failed; ``retryable`` and ``retry_after`` tell the step's retry policy.
 

@@ -10,10 +10,10 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement, expression
@@ -178,9 +178,4 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def utc(value: datetime) -> datetime:
-    """``value`` as an aware UTC datetime."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-__all__ = ["Database", "db_now", "dumps", "now_plus", "text", "utc"]
+__all__ = ["Database", "db_now", "dumps", "now_plus"]
