@@ -7,6 +7,7 @@ the same guarantee for the embedded default).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
@@ -56,7 +57,10 @@ def overdue_wakeups(db: Database, redispatch_after: float) -> list[Wakeup]:
     """Runnable runs whose wake-up may be lost: pending too long, or leases that expired.
 
     Touches only ``published_at`` (no status change), so a repeated publish is harmless: the
-    claim lets exactly one wake-up through.
+    claim lets exactly one wake-up through. A run still pending after a re-publish is most
+    likely queued behind a backlog, not lost: each further re-publish waits as long as the
+    run had already waited (R, 2R, 4R ... after it became runnable, at most
+    ``MAX_REDISPATCH_GAP``), so a slow queue is not flooded with duplicates.
     """
     stale = now_plus(-redispatch_after)
     cond = or_(
@@ -69,19 +73,35 @@ def overdue_wakeups(db: Database, redispatch_after: float) -> list[Wakeup]:
     )
     with db.begin() as conn:
         rows = conn.execute(
-            select(runs_t.c.id, runs_t.c.workflow, runs_t.c.step, runs_t.c.seq)
+            select(runs_t.c.id, runs_t.c.workflow, runs_t.c.step, runs_t.c.seq,
+                   runs_t.c.status, runs_t.c.published_at, runs_t.c.updated_at,
+                   db_now().label("now"))
             .where(cond)
             .order_by(runs_t.c.published_at)
             .limit(BATCH)
             .with_for_update(skip_locked=True)
         ).all()
-        if rows:
+        due = [r for r in rows if r.status != RunStatus.PENDING.value
+               or _backoff_passed(r.now, r.published_at, r.updated_at, redispatch_after)]
+        if due:
             conn.execute(
                 update(runs_t)
-                .where(runs_t.c.id.in_([r.id for r in rows]))
+                .where(runs_t.c.id.in_([r.id for r in due]))
                 .values(published_at=db_now())
             )
-    return [Wakeup(r.id, r.workflow, r.step, r.seq) for r in rows]
+    return [Wakeup(r.id, r.workflow, r.step, r.seq) for r in due]
+
+
+MAX_REDISPATCH_GAP = 300.0
+
+
+def _backoff_passed(
+    now: datetime, published_at: datetime, runnable_since: datetime, first_gap: float
+) -> bool:
+    """Whether a pending run's next re-publish is due (see :func:`overdue_wakeups`)."""
+    waited = (published_at - runnable_since).total_seconds()
+    gap = min(max(first_gap, waited), MAX_REDISPATCH_GAP)
+    return (now - published_at).total_seconds() >= gap
 
 
 def expired_waits(db: Database) -> list[Any]:

@@ -163,3 +163,19 @@ def test_reaper_passes_are_safe_to_repeat(any_db, fast_reaper, inline):
     assert get_run(rid).status == "succeeded"
     assert calls == ["first", "second"]
     assert sum(o.committed for o in outcomes) == 2
+
+
+def test_republishing_backs_off_while_a_run_stays_pending(any_db, fast_reaper, inline):
+    """A run pending for long is most likely behind a backlog: re-publish at R, 2R, 4R ...
+    after it became runnable, not every R, so a slow queue is not flooded."""
+    published: list[float] = []
+    dispatch.set_dispatcher(lambda wakeup, queue: published.append(time.monotonic()))
+    start_run(_flow([]), {})
+    start = published[0]
+    while time.monotonic() - start < 2.5:  # R = 0.3 s: every R would be 8 re-publishes
+        reap()
+        time.sleep(0.02)
+    gaps = [round(b - a, 1) for a, b in zip(published, published[1:], strict=False)]
+    assert 3 <= len(gaps) <= 4, gaps  # at about 0.3, 0.6, 1.2 and 2.4 s
+    assert all(later >= 1.8 * earlier for earlier, later in zip(gaps[1:], gaps[2:],
+                                                                 strict=False)), gaps
