@@ -3,6 +3,7 @@ claims (F6)."""
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -175,7 +176,6 @@ def test_republishing_backs_off_while_a_run_stays_pending(any_db, fast_reaper, i
     while time.monotonic() - start < 2.5:  # R = 0.3 s: every R would be 8 re-publishes
         reap()
         time.sleep(0.02)
-    gaps = [round(b - a, 1) for a, b in zip(published, published[1:], strict=False)]
+    gaps = [round(b - a, 1) for a, b in itertools.pairwise(published)]
     assert 3 <= len(gaps) <= 4, gaps  # at about 0.3, 0.6, 1.2 and 2.4 s
-    assert all(later >= 1.8 * earlier for earlier, later in zip(gaps[1:], gaps[2:],
-                                                                 strict=False)), gaps
+    assert all(later >= 1.8 * earlier for earlier, later in itertools.pairwise(gaps[1:])), gaps
