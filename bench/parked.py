@@ -11,24 +11,15 @@ them, busy workers) and, after approving them all, the resume latency: from the 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import tempfile
 import time
-import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 import redis
-from celery import Celery
 
-from pipeline import approve, dispatch, get_run, run_history, run_steps, start_run
-from pipeline.cluster import Cluster
-from pipeline.migrate import upgrade
-from pipeline.settings import get_settings, reload_settings
-from tasks.config import celery_config
-from tasks.dispatch import publisher
-from tests.support.services import REDIS_HOST, REDIS_PORT, create_database, drop_database
+from bench.harness import worker_on_redis
+from pipeline import approve, get_run, run_history, run_steps, start_run
+from pipeline.settings import get_settings
 
 
 def _wait(predicate: Callable[[], bool], timeout: float) -> None:
@@ -44,24 +35,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=200)
     args = parser.parse_args()
-    db_name = f"ravel_bench_{uuid.uuid4().hex[:8]}"
-    url = create_database(db_name)
-    folder = Path(tempfile.mkdtemp(prefix="ravel-bench-"))
-    env = {"RAVEL_HOME": str(folder), "RAVEL_DATABASE_URL": url,
-           "RAVEL_BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/14",
-           "RAVEL_DEFAULT_QUEUE": f"bench-{uuid.uuid4().hex[:8]}", "RAVEL_WORKFLOWS": "bench.flows"}
-    os.environ.update(env)
-    reload_settings()
-    upgrade(url)
-    import bench.flows  # noqa: F401 - the workflows, for start_run
-
-    app = Celery("bench")
-    app.conf.update(celery_config(get_settings()))
-    dispatch.set_dispatcher(publisher(app))
-    client = redis.Redis.from_url(get_settings().broker_url)
-    cluster = Cluster(env, folder)
-    try:
-        cluster.worker(concurrency=2)
+    with worker_on_redis(concurrency=2) as (app, _cluster):
+        client = redis.Redis.from_url(get_settings().broker_url)
         runs = [start_run("bench_parked", {}) for _ in range(args.runs)]
         _wait(lambda: all(get_run(r).status == "waiting" for r in runs), 300)
         time.sleep(1)  # let the last acks land
@@ -88,9 +63,6 @@ def main() -> None:
         print(f"resume latency after approve: median {statistics.median(latencies) * 1000:.1f} "
               f"ms, p95 {latencies[int(len(latencies) * 0.95) - 1] * 1000:.1f} ms "
               f"(approvals sent back to back)")
-    finally:
-        cluster.stop_all()
-        drop_database(db_name)
 
 
 if __name__ == "__main__":

@@ -16,24 +16,17 @@ It prints milliseconds per hop and the ratio; nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 import redis
 from celery import Celery
 
-from pipeline import dispatch, get_run, start_run
-from pipeline.cluster import Cluster
-from pipeline.migrate import upgrade
-from pipeline.settings import get_settings, reload_settings
-from tasks.config import celery_config
-from tasks.dispatch import publisher
-from tests.support.services import REDIS_HOST, REDIS_PORT, create_database, drop_database
+from bench.harness import worker_on_redis
+from pipeline import get_run, start_run
+from pipeline.settings import get_settings
 
 
 def _redis_commands() -> int:
@@ -73,27 +66,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=8)
     args = parser.parse_args()
 
-    db_name = f"ravel_bench_{uuid.uuid4().hex[:8]}"
-    url = create_database(db_name)
-    folder = Path(tempfile.mkdtemp(prefix="ravel-bench-"))
-    env = {
-        "RAVEL_HOME": str(folder),
-        "RAVEL_DATABASE_URL": url,
-        "RAVEL_BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/14",
-        "RAVEL_DEFAULT_QUEUE": f"bench-{uuid.uuid4().hex[:8]}",
-        "RAVEL_WORKFLOWS": "bench.flows",
-    }
-    os.environ.update(env)
-    reload_settings()
-    upgrade(url)
-    import bench.flows  # noqa: F401 - the workflow, for start_run
-
-    app = Celery("bench")
-    app.conf.update(celery_config(get_settings()))
-    dispatch.set_dispatcher(publisher(app))
-    cluster = Cluster(env, folder)
-    try:
-        cluster.worker(concurrency=1)
+    with worker_on_redis(concurrency=1) as (app, _cluster):
         _bare(app, 20), _ravel(20)  # warm up both paths
         bare, ravel = [], []
         for _ in range(args.runs):
@@ -107,9 +80,6 @@ def main() -> None:
         print(f"bare Celery hop (acks_late):  {b * 1000:.2f} ms, {cb:.1f} Redis commands")
         print(f"Ravel step (claim+commit):    {r * 1000:.2f} ms, {cr:.1f} Redis commands")
         print(f"ratio Ravel / bare:           {r / b:.2f}x")
-    finally:
-        cluster.stop_all()
-        drop_database(db_name)
 
 
 if __name__ == "__main__":

@@ -11,20 +11,16 @@ the bytes each commit sends (statement parameters). Nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
-import uuid
 from typing import Any
 
 from sqlalchemy import event
 
+from bench.harness import fresh_database
 from pipeline import Done, Next, StepContext, Workflow, start_run
 from pipeline.inline import inline_dispatch
-from pipeline.migrate import upgrade
-from pipeline.settings import reload_settings
-from pipeline.store import get_db, reset_db, steps
-from tests.support.services import create_database, drop_database
+from pipeline.store import get_db, steps
 
 flow = Workflow("bench_chat", version=1)
 
@@ -42,11 +38,6 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--window", type=int, default=50)
     args = parser.parse_args()
-    name = f"ravel_bench_{uuid.uuid4().hex[:8]}"
-    url = create_database(name)
-    os.environ["RAVEL_DATABASE_URL"] = url
-    reload_settings()
-    upgrade(url)
     timings: list[float] = []
     sent: list[int] = []
     bytes_now = [0]
@@ -64,16 +55,15 @@ def main() -> None:
         sent.append(bytes_now[0])
         return done
 
-    try:
+    with fresh_database():
         event.listen(get_db().engine, "before_cursor_execute", count)
         steps.commit = timed_commit
-        with inline_dispatch() as inline:
-            start_run("bench_chat", {"steps": args.steps})
-            inline.drain(limit=args.steps + 10)
-    finally:
-        steps.commit = original
-        reset_db()
-        drop_database(name)
+        try:
+            with inline_dispatch() as inline:
+                start_run("bench_chat", {"steps": args.steps})
+                inline.drain(limit=args.steps + 10)
+        finally:
+            steps.commit = original
     w = args.window
     early, late = statistics.median(timings[:w]), statistics.median(timings[-w:])
     print(f"steps: {len(timings)}, window: {w} (medians)")

@@ -21,12 +21,10 @@ from pipeline import (
     tool,
     verify_audit,
 )
-from pipeline import faults as fault_points
 from pipeline.store import get_db
 from pipeline.testing import ScriptedLLMServer
 from tests.support.agents import (
     MODEL,
-    arm_faults,
     ledger,
     messages,
     scripted_llm,
@@ -55,12 +53,6 @@ def llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedLLMServer]:
     looked_up.clear()
     with scripted_llm(monkeypatch) as server:
         yield server
-
-
-@pytest.fixture
-def arm(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[Any]:
-    yield lambda spec: arm_faults(monkeypatch, tmp_path / "once", spec)
-    fault_points._armed.cache_clear()
 
 
 def stock_agent(**kwargs: Any) -> Agent:

@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 
 from pipeline import Agent, Approval, RetryPolicy, approve, reject, start_run, tool
-from pipeline import faults as fault_points
 from pipeline.testing import ScriptedLLMServer
-from tests.support.agents import arm_faults, ledger, scripted_llm, settle, tool_messages, unique
+from tests.support.agents import ledger, scripted_llm, settle, tool_messages, unique
 
 reservations: list[str] = []
 payments: list[str] = []
@@ -62,12 +61,6 @@ def llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedLLMServer]:
         log.clear()
     with scripted_llm(monkeypatch) as server:
         yield server
-
-
-@pytest.fixture
-def arm(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[Any]:
-    yield lambda spec: arm_faults(monkeypatch, tmp_path / "once", spec)
-    fault_points._armed.cache_clear()
 
 
 def agent_with(*tools: Any) -> Agent:

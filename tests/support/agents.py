@@ -102,7 +102,7 @@ def tool_messages(run_id: str) -> list[str]:
 def arm_faults(monkeypatch: pytest.MonkeyPatch, once_dir: Any, spec: str) -> None:
     """Arm fault points in this process, each firing once (``pipeline.faults``).
 
-    The caller's fixture must call ``faults._armed.cache_clear()`` at teardown.
+    The ``arm`` fixture (tests/integration/conftest.py) clears them at teardown.
     """
     from pipeline import faults
 
