@@ -12,10 +12,10 @@ from pathlib import Path
 from celery import Celery
 
 from pipeline import dispatch
-from pipeline.cluster import Cluster
 from pipeline.migrate import upgrade
 from pipeline.settings import get_settings, reload_settings
 from pipeline.store import reset_db
+from pipeline.testing.cluster import Cluster
 from tasks.config import celery_config
 from tasks.dispatch import publisher
 from tests.support.services import REDIS_HOST, REDIS_PORT, create_database, drop_database

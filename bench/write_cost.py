@@ -19,8 +19,8 @@ from sqlalchemy import event
 
 from bench.harness import fresh_database
 from pipeline import Done, Next, StepContext, Workflow, start_run
-from pipeline.inline import inline_dispatch
 from pipeline.store import get_db, steps
+from pipeline.testing.inline import inline_dispatch
 
 flow = Workflow("bench_chat", version=1)
 

@@ -11,9 +11,11 @@ from models.tables import (
     Effect,
     InboundEvent,
     Message,
+    ReaperRecord,
     Run,
     StepRecord,
     Wait,
+    WorkerRecord,
     WorkflowRecord,
 )
 
@@ -28,5 +30,7 @@ __all__ = [
     "StepRecord",
     "table_of",
     "Wait",
+    "ReaperRecord",
+    "WorkerRecord",
     "WorkflowRecord",
 ]

@@ -32,16 +32,48 @@ _STATUS_CHECK = "status IN (" + ", ".join(f"'{s}'" for s in RunStatusValues) + "
 
 
 class WorkflowRecord(Base):
-    """A workflow a worker serves: lets ``start_run`` work without importing workflow code."""
+    """A workflow version some worker serves: lets ``start_run`` work without the workflow code.
+
+    One row per (name, version): a rolling deploy keeps the old version's row (and its
+    ``last_seen_at``) beside the new one, so operators see which versions are still served.
+    """
 
     __tablename__ = "ravel_workflows"
 
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
-    version: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
     start_step: Mapped[str] = mapped_column(String(200))
     # {step name: Celery queue}
     steps: Mapped[dict[str, Any]] = mapped_column(JSONType)
-    updated_at: Mapped[datetime]
+    first_seen_at: Mapped[datetime]
+    # Refreshed by every worker that serves it, at start and with its heartbeat.
+    last_seen_at: Mapped[datetime]
+
+
+class WorkerRecord(Base):
+    """A worker process group (one ``celery worker``) and what it serves, by heartbeat."""
+
+    __tablename__ = "ravel_workers"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    # {workflow name: [versions]}
+    workflows: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    started_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+
+
+class ReaperRecord(Base):
+    """The last pass of each process that runs the reaper: how operators see it is alive."""
+
+    __tablename__ = "ravel_reapers"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    last_pass_at: Mapped[datetime]
+    passes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # What the last pass did: {"woken": n, "expired": n, "republished": n, "errors": n}
+    last_report: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None]
 
 
 class Run(Base):
@@ -60,8 +92,8 @@ class Run(Base):
             sqlite_where=text("status = 'sleeping'"),
         ),
         Index(
-            "ix_ravel_runs_pending_published",
-            "published_at",
+            "ix_ravel_runs_pending_redispatch",
+            "redispatch_at",
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
         ),
@@ -100,8 +132,11 @@ class Run(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None]
     wake_at: Mapped[datetime | None]
-    # When a wake-up was last published: the reaper re-publishes overdue ones.
+    # When a wake-up was last published.
     published_at: Mapped[datetime | None]
+    # When the reaper re-publishes the wake-up of a run still pending: set with each publish
+    # (backing off while it stays pending), so the reaper's query returns only what is due.
+    redispatch_at: Mapped[datetime | None]
     audit_seq: Mapped[int] = mapped_column(Integer, default=0)
     audit_head: Mapped[str] = mapped_column(String(64), default="")
     message_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -125,6 +160,8 @@ class StepRecord(Base):
     outcome: Mapped[str | None] = mapped_column(String(32))
     worker: Mapped[str | None] = mapped_column(String(200))
     error: Mapped[str | None] = mapped_column(Text)
+    # The failed attempt's traceback (file and line), redacted: for `ravel runs show`.
+    traceback: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime]
 

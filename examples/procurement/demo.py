@@ -65,9 +65,9 @@ def reference_run(scripted: bool) -> int | None:
     from examples.procurement import agent
     from examples.procurement.stubs import LocalWorld
     from pipeline import approve, get_run, start_run
-    from pipeline.inline import inline_dispatch
     from pipeline.migrate import upgrade
     from pipeline.testing import ScriptedLLMServer
+    from pipeline.testing.inline import inline_dispatch
 
     url = f"sqlite:///{HOME / 'reference.db'}"
     world, llm = LocalWorld().start(), ScriptedLLMServer(_script()).start()
@@ -113,9 +113,9 @@ def main() -> int:
     from examples.procurement import agent
     from examples.procurement.stubs import LocalWorld
     from pipeline import approve, get_run, start_run, verify_audit
-    from pipeline.cluster import Cluster
     from pipeline.migrate import upgrade
     from pipeline.testing import ScriptedLLMServer
+    from pipeline.testing.cluster import Cluster
 
     _settings_for(None)
     upgrade()

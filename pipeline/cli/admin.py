@@ -89,11 +89,12 @@ def workflows() -> None:
 @workflows.command("list")
 @json_option
 def list_workflows(as_json: bool) -> None:
-    """List registered workflows with their version, start step and steps' queues."""
+    """List every registered workflow version: start step, steps' queues, when last seen."""
     require_database()
     found = [
         {"name": w.name, "version": w.version, "start_step": w.start_step,
-         "steps": dict(w.steps or {}), "updated_at": w.updated_at}
+         "steps": dict(w.steps or {}), "first_seen_at": w.first_seen_at,
+         "last_seen_at": w.last_seen_at}
         for w in runs.list_workflows(get_db())
     ]
     if as_json:
@@ -102,9 +103,9 @@ def list_workflows(as_json: bool) -> None:
     rows = [
         (w["name"], w["version"], w["start_step"],
          ", ".join(f"{step} ({queue})" for step, queue in w["steps"].items()),
-         when(w["updated_at"]))
+         when(w["last_seen_at"]))
         for w in found
     ]
-    print_table(["name", "version", "start", "steps (queue)", "updated"], rows,
+    print_table(["name", "version", "start", "steps (queue)", "last seen"], rows,
                 empty="no workflow is registered; start a worker with RAVEL_WORKFLOWS set",
-                no_wrap=("updated",))
+                no_wrap=("last seen",))

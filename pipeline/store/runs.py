@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from models import Effect, Run, StepRecord, Wait, WorkflowRecord, table_of
 from pipeline.status import RunStatus
-from pipeline.store._db import Database, db_now
+from pipeline.store._db import Database, db_now, now_plus
 from pipeline.store.audit_log import Chain, read_events
 
 runs_t = table_of(Run)
@@ -23,29 +23,48 @@ workflows_t = table_of(WorkflowRecord)
 def upsert_workflow(
     db: Database, name: str, version: int, start_step: str, steps: dict[str, str]
 ) -> None:
-    """Record (or refresh) a workflow a worker serves, with its steps' queues."""
+    """Record (or refresh) a workflow version a worker serves, with its steps' queues.
+
+    Other versions of the same name keep their rows: during a rolling deploy both are served.
+    """
     ins = db.dialect_insert(workflows_t).values(
-        name=name, version=version, start_step=start_step, steps=steps, updated_at=db_now()
+        name=name, version=version, start_step=start_step, steps=steps,
+        first_seen_at=db_now(), last_seen_at=db_now(),
     )
     stmt = ins.on_conflict_do_update(
-        index_elements=["name"],
-        set_={"version": version, "start_step": start_step, "steps": steps,
-              "updated_at": db_now()},
+        index_elements=["name", "version"],
+        set_={"start_step": start_step, "steps": steps, "last_seen_at": db_now()},
     )
     with db.begin() as conn:
         conn.execute(stmt)
 
 
-def get_workflow(db: Database, name: str) -> Row[Any] | None:
-    """The registered workflow of that name, or None."""
+#: A workflow version last seen longer ago than this is no longer assumed to be served.
+SERVED_RECENTLY = 300.0
+
+
+def get_workflow(db: Database, name: str, version: int | None = None) -> Row[Any] | None:
+    """A registered workflow version, or None.
+
+    Without ``version``: the newest version seen in the last :data:`SERVED_RECENTLY` seconds
+    (what new runs start on), else the newest ever recorded.
+    """
+    query = select(workflows_t, (workflows_t.c.last_seen_at >= now_plus(-SERVED_RECENTLY))
+                   .label("fresh")).where(workflows_t.c.name == name)
+    if version is not None:
+        query = query.where(workflows_t.c.version == version)
     with db.engine.connect() as conn:
-        return conn.execute(select(workflows_t).where(workflows_t.c.name == name)).first()
+        rows = list(conn.execute(query.order_by(workflows_t.c.version.desc())))
+    fresh = [r for r in rows if r.fresh]
+    return (fresh or rows or [None])[0]
 
 
 def list_workflows(db: Database) -> list[Row[Any]]:
-    """All registered workflows."""
+    """All registered workflow versions, by name then newest version first."""
     with db.engine.connect() as conn:
-        return list(conn.execute(select(workflows_t).order_by(workflows_t.c.name)))
+        return list(conn.execute(
+            select(workflows_t).order_by(workflows_t.c.name, workflows_t.c.version.desc())
+        ))
 
 
 def create_run(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cluster import ROOT
+from pipeline.testing.cluster import ROOT
 
 pytestmark = [pytest.mark.slow]
 

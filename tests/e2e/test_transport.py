@@ -13,8 +13,8 @@ import pytest
 from celery import Celery
 
 from pipeline import get_run, run_history, run_steps, start_run
-from pipeline.cluster import ROOT
 from pipeline.settings import get_settings
+from pipeline.testing.cluster import ROOT
 from tasks.config import celery_config
 from tests.support.workers import Cluster, wait_for
 

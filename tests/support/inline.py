@@ -1,5 +1,5 @@
-"""In-process step execution for tests (see :mod:`pipeline.inline`)."""
+"""In-process step execution for tests (see :mod:`pipeline.testing.inline`)."""
 
-from pipeline.inline import InlineDispatcher, inline_dispatch
+from pipeline.testing.inline import InlineDispatcher, inline_dispatch
 
 __all__ = ["InlineDispatcher", "inline_dispatch"]

@@ -1,5 +1,5 @@
-"""Real worker processes for the end-to-end tests (see :mod:`pipeline.cluster`)."""
+"""Real worker processes for the end-to-end tests (see :mod:`pipeline.testing.cluster`)."""
 
-from pipeline.cluster import Cluster, Proc, RedisServer, free_port, wait_for
+from pipeline.testing.cluster import Cluster, Proc, RedisServer, free_port, wait_for
 
 __all__ = ["Cluster", "Proc", "RedisServer", "free_port", "wait_for"]

@@ -8,8 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline._scripted.replies import Reply
-from pipeline._scripted.validation import ScriptError, _parse_turns, _reject_unknown, _require
+from pipeline.testing._scripted.replies import Reply
+from pipeline.testing._scripted.validation import (
+    ScriptError,
+    _parse_turns,
+    _reject_unknown,
+    _require,
+)
 
 TOP_LEVEL_ROUTE = -1
 """Route index of the script's top-level turns (routes are numbered from 0)."""

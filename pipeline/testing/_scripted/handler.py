@@ -13,10 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
-from pipeline._scripted.completion import build_completion, count_turn, first_user_text
-from pipeline._scripted.replies import Fault
-from pipeline._scripted.state import ServerState
-from pipeline._scripted.stats import ANONYMOUS_RUN
+from pipeline.testing._scripted.completion import build_completion, count_turn, first_user_text
+from pipeline.testing._scripted.replies import Fault
+from pipeline.testing._scripted.state import ServerState
+from pipeline.testing._scripted.stats import ANONYMOUS_RUN
 
 # HTTP --------------------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Validation of JSON-compatible scripts into :mod:`~pipeline._scripted.replies` objects."""
+"""Validation of JSON-compatible scripts into :mod:`~pipeline.testing._scripted.replies` objects."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline._scripted.replies import Fault, Reply, ToolCall
+from pipeline.testing._scripted.replies import Fault, Reply, ToolCall
 
 _REPLY_KEYS = frozenset(
     {"content", "tool_calls", "finish_reason", "usage", "refusal", "fault", "fault_times"}

@@ -1,7 +1,7 @@
 """Run steps in this process: a dispatcher that queues wake-ups, and a drain loop.
 
 For unit tests of workflows and for scripts (the demo's reference run): no broker, no worker.
-Crashes and delivery are tested with real worker processes (:mod:`pipeline.cluster`).
+Crashes and delivery are tested with real worker processes (:mod:`pipeline.testing.cluster`).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pipeline._scripted.replies import Fault, Reply, ToolCall
+from pipeline.testing._scripted.replies import Fault, Reply, ToolCall
 
 # Request reading -------------------------------------------------------------------------------
 

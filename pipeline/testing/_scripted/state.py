@@ -6,8 +6,8 @@ import contextlib
 import socket
 import threading
 
-from pipeline._scripted.script import Script
-from pipeline._scripted.stats import Ledger
+from pipeline.testing._scripted.script import Script
+from pipeline.testing._scripted.stats import Ledger
 
 
 class ServerState:

@@ -35,7 +35,7 @@ from types import FrameType, TracebackType
 from typing import Any, cast
 from urllib.parse import urlencode
 
-from pipeline._scripted import (
+from pipeline.testing._scripted import (
     ANONYMOUS_RUN,
     MAX_BODY_BYTES,
     RUN_ID_HEADER,
@@ -279,6 +279,3 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.port_file.unlink(missing_ok=True)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,36 +7,36 @@ the same answer and the same bill.
 
 Modules, by responsibility:
 
-* :mod:`~pipeline._scripted.replies`: the reply dataclasses (:class:`ToolCall`, :class:`Fault`,
+* :mod:`.replies`: the reply dataclasses (:class:`ToolCall`, :class:`Fault`,
   :class:`Reply`).
-* :mod:`~pipeline._scripted.validation`: :class:`ScriptError` and the validation of JSON replies.
-* :mod:`~pipeline._scripted.script`: :class:`Script` and its :class:`Route` entries.
-* :mod:`~pipeline._scripted.completion`: reading a request's turn, rendering and billing a reply.
-* :mod:`~pipeline._scripted.stats`: the :class:`Stats` types and the thread-safe :class:`Ledger`.
-* :mod:`~pipeline._scripted.state`: :class:`ServerState`, shared by all connections.
-* :mod:`~pipeline._scripted.handler`: the HTTP server, request handler and fault responses.
+* :mod:`.validation`: :class:`ScriptError` and the validation of JSON replies.
+* :mod:`.script`: :class:`Script` and its :class:`Route` entries.
+* :mod:`.completion`: reading a request's turn, rendering and billing a reply.
+* :mod:`.stats`: the :class:`Stats` types and the thread-safe :class:`Ledger`.
+* :mod:`.state`: :class:`ServerState`, shared by all connections.
+* :mod:`.handler`: the HTTP server, request handler and fault responses.
 """
 
 from __future__ import annotations
 
-from pipeline._scripted.completion import (
+from pipeline.testing._scripted.completion import (
     build_completion,
     count_turn,
     default_completion_tokens,
     default_prompt_tokens,
     first_user_text,
 )
-from pipeline._scripted.handler import (
+from pipeline.testing._scripted.handler import (
     MAX_BODY_BYTES,
     RUN_ID_HEADER,
     ChatCompletionsHandler,
     ScriptedHTTPServer,
 )
-from pipeline._scripted.replies import Fault, Reply, ToolCall
-from pipeline._scripted.script import TOP_LEVEL_ROUTE, Route, Script
-from pipeline._scripted.state import ServerState
-from pipeline._scripted.stats import ANONYMOUS_RUN, Ledger, Stats, TurnStats
-from pipeline._scripted.validation import ScriptError
+from pipeline.testing._scripted.replies import Fault, Reply, ToolCall
+from pipeline.testing._scripted.script import TOP_LEVEL_ROUTE, Route, Script
+from pipeline.testing._scripted.state import ServerState
+from pipeline.testing._scripted.stats import ANONYMOUS_RUN, Ledger, Stats, TurnStats
+from pipeline.testing._scripted.validation import ScriptError
 
 __all__ = [
     "ANONYMOUS_RUN",
