@@ -244,7 +244,7 @@ def run_steps(run_id: str) -> list[StepView]:
         raise RunNotFound(f"no run with id {rid}")
     return [
         StepView(r.seq, r.attempt, r.step, r.status, r.outcome, r.worker, r.error,
-                 r.started_at, r.finished_at)
+                 r.started_at, r.finished_at, r.traceback)
         for r in rows
     ]
 

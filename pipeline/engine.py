@@ -44,6 +44,9 @@ class StepOutcome:
         status: the run's status after the commit.
         wakeup: the next wake-up published, if the run is runnable.
         wait_id: the wait the run parked on, if it parked.
+        error: the attempt's error (redacted) when it failed, whether or not it will retry.
+        traceback: where the failed attempt raised (redacted), for monitoring.
+        retry_in: seconds until the retry of a failed attempt (None: no retry scheduled).
     """
 
     claimed: bool
@@ -51,6 +54,9 @@ class StepOutcome:
     status: RunStatus | None = None
     wakeup: Wakeup | None = None
     wait_id: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+    retry_in: float | None = None
 
 
 NOTHING_TO_DO = StepOutcome(claimed=False)

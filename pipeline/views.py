@@ -105,6 +105,8 @@ class StepView:
     error: str | None
     started_at: datetime | None
     finished_at: datetime
+    #: where a failed attempt raised (file, line, code), secrets redacted
+    traceback: str | None = None
 
 
 @dataclass(frozen=True)
