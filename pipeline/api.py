@@ -10,7 +10,7 @@ from sqlalchemy import Row
 from pipeline import dispatch
 from pipeline.audit import find_break
 from pipeline.errors import InvalidInput, RunNotFound, WorkflowNotFound
-from pipeline.jsonutil import MAX_INPUT_BYTES, require_object, to_json_value
+from pipeline.jsonutil import Limit, require_object, to_json_value
 from pipeline.settings import get_settings
 from pipeline.status import RunStatus
 from pipeline.store import decisions, get_db, runs
@@ -78,7 +78,7 @@ def start_run(
         WorkflowNotFound: no such workflow.
         InvalidInput: the input is not a JSON object or is over 64 KB.
     """
-    data = require_object(input, what="the run input", limit=MAX_INPUT_BYTES)
+    data = require_object(input, what="the run input", limit=Limit.INPUT)
     if idempotency_key is not None and (
         not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 255
     ):
@@ -141,7 +141,7 @@ def list_runs(
 
 def _decide(run_id: str, decision: str, actor: str, data: Any, wait_id: str | None) -> WaitResult:
     rid = _run_id(run_id)
-    value = to_json_value(data, what="the decision data", limit=MAX_INPUT_BYTES)
+    value = to_json_value(data, what="the decision data", limit=Limit.INPUT)
     if wait_id is not None and not isinstance(wait_id, str):
         raise InvalidInput("wait_id must be a string")
     result = decisions.decide(get_db(), rid, decision, _actor(actor), value, wait_id)
@@ -186,7 +186,7 @@ def send_event(run_id: str, name: str, payload: Any = None, *, actor: str = "api
     rid = _run_id(run_id)
     if not isinstance(name, str) or not 0 < len(name) <= 200:
         raise InvalidInput("the event name must be a string of 1 to 200 characters")
-    value = to_json_value(payload, what="the event payload", limit=MAX_INPUT_BYTES)
+    value = to_json_value(payload, what="the event payload", limit=Limit.INPUT)
     wakeup = decisions.send_event(get_db(), rid, name, value, _actor(actor))
     if wakeup is not None:
         dispatch.publish(wakeup)
@@ -208,7 +208,7 @@ def retry_run(run_id: str, actor: str, state_patch: dict[str, Any] | None = None
     rid = _run_id(run_id)
     patch = None
     if state_patch is not None:
-        patch = require_object(state_patch, what="the state patch", limit=MAX_INPUT_BYTES)
+        patch = require_object(state_patch, what="the state patch", limit=Limit.INPUT)
     dispatch.publish(decisions.retry(get_db(), rid, _actor(actor), patch))
     return get_run(rid)
 

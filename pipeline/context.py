@@ -8,7 +8,6 @@ from typing import Any, TypeVar
 
 from pipeline import faults
 from pipeline.jsonutil import to_json_value
-from pipeline.redact import redact
 from pipeline.store import Database, journal
 from pipeline.store.journal import JournalEntry
 from pipeline.views import WaitResult
@@ -99,7 +98,7 @@ class StepContext:
         key = self.idempotency_key(name)
         journal.record_intent(self._db, self.run_id, self.seq, name, kind, key)
         faults.fault("after_effect_intent", self.step)
-        value = to_json_value(call(), what=f"the result of {kind} {name!r}")
+        value = to_json_value(call(), what=f"the result of {kind} {name!r}", redact_secrets=True)
         faults.fault("after_effect_call_before_record", self.step)
         tokens, cost, model = usage(value) if usage else (0, 0.0, None)
         if not journal.record_result(
@@ -124,7 +123,9 @@ class StepContext:
         For what the audit should show about a step beyond its transition (the tool calls an
         agent made and why). Secrets are redacted; the data must be JSON.
         """
-        self.audit_events.append((kind, redact(to_json_value(data, what=f"audit {kind!r}"))))
+        self.audit_events.append(
+            (kind, to_json_value(data, what=f"audit {kind!r}", redact_secrets=True))
+        )
 
     # -- conversation ------------------------------------------------------------------
 

@@ -9,9 +9,9 @@ from typing import Any
 from pipeline import dispatch, faults, notify
 from pipeline.context import StepContext
 from pipeline.errors import InvalidInput, InvalidStepResult
-from pipeline.jsonutil import MAX_STATE_BYTES, to_json_value
+from pipeline.jsonutil import Limit, to_json_value
 from pipeline.lease import keeper
-from pipeline.redact import redact, redact_text
+from pipeline.redact import redact, redact_text, storable_text
 from pipeline.retry import RetryPolicy
 from pipeline.settings import get_settings
 from pipeline.status import RunStatus
@@ -140,7 +140,7 @@ def _plan_transition(flow: Workflow, claim: Claim, ctx: StepContext, result: Any
             f"step {claim.step!r} returned {type(result).__name__} {result!r:.80}, not a "
             "transition; return Next, Done, Fail, Sleep, WaitForApproval or WaitForEvent"
         )
-    state = to_json_value(ctx.state, what="ctx.state", limit=MAX_STATE_BYTES)
+    state = to_json_value(ctx.state, what="ctx.state", limit=Limit.STATE, redact_secrets=True)
     base: dict[str, Any] = {"state": state, "messages": ctx.new_messages, "advance": True,
                             "step_status": "succeeded"}
     succeeded: tuple[str, dict[str, Any]] = ("step.succeeded", {"attempt": claim.attempt})
@@ -178,7 +178,8 @@ def _plan_wait(
         if not approvers or not all(isinstance(a, str) and a for a in approvers):
             raise InvalidStepResult("WaitForApproval needs approvers: a non-empty list of names")
         data = to_json_value(result.data, what="WaitForApproval data") if result.data else None
-        spec = WaitSpec("approval", result.then, timeout, prompt=str(result.prompt),
+        prompt = storable_text(str(result.prompt))
+        spec = WaitSpec("approval", result.then, timeout, prompt=prompt,
                         approvers=list(approvers), data=data)
         info: dict[str, Any] = {"prompt": spec.prompt, "approvers": spec.approvers}
     else:

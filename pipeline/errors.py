@@ -15,6 +15,10 @@ class InvalidInput(PipelineError, ValueError):
     """An argument is not what Ravel accepts (not JSON, too large, wrong type)."""
 
 
+class ValueTooLarge(InvalidInput):
+    """A value is over its configured size limit; the message names the setting to raise."""
+
+
 class WorkflowNotFound(PipelineError, LookupError):
     """No worker has registered a workflow of that name."""
 

@@ -19,13 +19,27 @@ _SECRET_KEYS = re.compile(
     r"set[_\-]cookie|credentials?)$"
 )
 MASK = "[redacted]"
+# Characters a PostgreSQL TEXT column refuses: NUL, and lone surrogates (not UTF-8 encodable).
+_UNSTORABLE_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return "\\0" if code == 0 else f"\\u{code:04x}"
+
+
+def storable_text(text: str) -> str:
+    """``text`` with NUL shown as ``\\0`` and lone surrogates as ``\\udXXX``: text for humans
+    (errors, prompts) that any TEXT column accepts. Everything else is kept as it is."""
+    return _UNSTORABLE_TEXT.sub(_visible, text) if _UNSTORABLE_TEXT.search(text) else text
 
 
 def redact_text(text: str, limit: int = 4000) -> str:
-    """``text`` with secrets masked, CR/LF neutralised (no forged log lines), and cut."""
+    """``text`` with secrets masked, CR/LF neutralised (no forged log lines), NUL shown as
+    ``\\0`` (see :func:`storable_text`), and cut."""
     for pattern in _PATTERNS:
         text = pattern.sub(MASK, text)
-    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    text = storable_text(text.replace("\r", "\\r").replace("\n", "\\n"))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

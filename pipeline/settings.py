@@ -26,6 +26,21 @@ def _float(name: str, default: float) -> float:
     return value
 
 
+def _bytes(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(
+            f"{name}={raw!r} is not a whole number; set it to bytes, e.g. {default}"
+        ) from None
+    if value <= 0:
+        raise ConfigurationError(f"{name}={raw!r} must be a number of bytes greater than zero")
+    return value
+
+
 def normalise_database_url(url: str) -> str:
     """Pin PostgreSQL URLs to psycopg2, the driver Ravel installs.
 
@@ -57,6 +72,12 @@ class Settings:
         dispatcher: ``module:function`` that publishes wake-ups: ``RAVEL_DISPATCHER``.
         openai_base_url / openai_api_key / model: the LLM endpoint (``OPENAI_BASE_URL``,
             ``OPENAI_API_KEY``, ``RAVEL_MODEL``).
+        max_input_bytes: size limit of a run input, decision data, event payload and state
+            patch, as JSON: ``RAVEL_MAX_INPUT_BYTES`` (64 KiB).
+        max_state_bytes: size limit of a run's state as a step leaves it:
+            ``RAVEL_MAX_STATE_BYTES`` (256 KiB).
+        max_value_bytes: size limit of any other stored value (effect, LLM and tool results,
+            ``Done`` results, wait data, audit data, messages): ``RAVEL_MAX_VALUE_BYTES`` (1 MiB).
     """
 
     home: Path
@@ -72,6 +93,9 @@ class Settings:
     openai_base_url: str | None = None
     openai_api_key: str | None = field(default=None, repr=False)
     model: str = "gpt-4o-mini"
+    max_input_bytes: int = 64 * 1024
+    max_state_bytes: int = 256 * 1024
+    max_value_bytes: int = 1024 * 1024
 
     @property
     def is_embedded(self) -> bool:
@@ -103,6 +127,9 @@ def _read() -> Settings:
         openai_base_url=os.environ.get("OPENAI_BASE_URL") or None,
         openai_api_key=os.environ.get("OPENAI_API_KEY") or None,
         model=os.environ.get("RAVEL_MODEL") or "gpt-4o-mini",
+        max_input_bytes=_bytes("RAVEL_MAX_INPUT_BYTES", 64 * 1024),
+        max_state_bytes=_bytes("RAVEL_MAX_STATE_BYTES", 256 * 1024),
+        max_value_bytes=_bytes("RAVEL_MAX_VALUE_BYTES", 1024 * 1024),
     )
 
 

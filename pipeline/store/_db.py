@@ -20,6 +20,12 @@ from sqlalchemy.sql import ColumnElement, expression
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from models.base import UTCDateTime
+from pipeline.jsonutil import (
+    ESCAPED_IN_JSON,
+    UNSTORABLE_IN_JSON,
+    escape_unstorable,
+    unescape_unstorable,
+)
 
 
 class db_now(expression.FunctionElement[datetime]):
@@ -63,8 +69,23 @@ def _json_default(value: Any) -> Any:
 
 
 def dumps(value: Any) -> str:
-    """JSON as stored: no NaN/Infinity (PostgreSQL rejects them), datetimes as ISO text."""
-    return json.dumps(value, default=_json_default, allow_nan=False, separators=(",", ":"))
+    """JSON as stored: no NaN/Infinity (PostgreSQL rejects them), datetimes as ISO text, and
+    NUL and lone surrogates (which JSONB refuses) escaped losslessly for :func:`loads`."""
+    text = json.dumps(value, default=_json_default, allow_nan=False, separators=(",", ":"))
+    # One search of text that is usually free of such characters: ordinary values pay ~nothing.
+    if UNSTORABLE_IN_JSON.search(text) is None:
+        return text
+    return json.dumps(
+        escape_unstorable(value), default=_json_default, allow_nan=False, separators=(",", ":")
+    )
+
+
+def loads(text: str | bytes) -> Any:
+    """A stored JSON value as it was before :func:`dumps`."""
+    value = json.loads(text)
+    if isinstance(text, bytes):
+        text = text.decode()
+    return unescape_unstorable(value) if ESCAPED_IN_JSON.search(text) else value
 
 
 class Database:
@@ -86,6 +107,7 @@ class Database:
         self.relaxed_engine: Engine = self.engine if self.is_sqlite else create_engine(
             url,
             json_serializer=dumps,
+            json_deserializer=loads,
             pool_pre_ping=True,
             pool_size=1,
             max_overflow=2,
@@ -102,6 +124,7 @@ class Database:
             engine = create_engine(
                 url,
                 json_serializer=dumps,
+                json_deserializer=loads,
                 connect_args={"timeout": 30, "isolation_level": None},
             )
             _configure_sqlite(engine)
@@ -109,6 +132,7 @@ class Database:
         return create_engine(
             url,
             json_serializer=dumps,
+            json_deserializer=loads,
             pool_pre_ping=True,
             pool_size=2,
             max_overflow=4,
@@ -178,4 +202,4 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-__all__ = ["Database", "db_now", "dumps", "now_plus"]
+__all__ = ["Database", "db_now", "dumps", "loads", "now_plus"]
