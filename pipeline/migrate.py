@@ -9,6 +9,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
+from sqlalchemy.engine import make_url
 
 import models
 from pipeline.settings import get_settings
@@ -47,6 +48,16 @@ def current(url: str | None = None) -> str | None:
 def head() -> str | None:
     """The newest revision shipped with this version of Ravel."""
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL; None for other databases, in-memory and URI filenames."""
+    if not url.startswith("sqlite"):
+        return None
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser().absolute()
 
 
 def _ensure_folder(url: str) -> None:

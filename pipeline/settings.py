@@ -63,6 +63,9 @@ class Settings:
         broker_url: ``RAVEL_BROKER_URL``; default a filesystem broker under ``home``.
         workflows: modules a worker imports, from ``RAVEL_WORKFLOWS`` (comma-separated).
         default_queue: Celery queue of steps that name none: ``RAVEL_DEFAULT_QUEUE``.
+        reaper_queue: Celery queue of the reaper's passes, consumed by every worker so a
+            backlog of steps cannot starve it: ``RAVEL_REAPER_QUEUE`` (default
+            ``<default_queue>.reaper``).
         lease_seconds: how long a claim holds a run before another worker may take it over;
             a running step renews it every third of that: ``RAVEL_LEASE_SECONDS``.
         reaper_interval: seconds between reaper passes (beat): ``RAVEL_REAPER_INTERVAL``.
@@ -85,6 +88,7 @@ class Settings:
     broker_url: str
     workflows: tuple[str, ...]
     default_queue: str = "ravel"
+    reaper_queue: str = "ravel.reaper"
     lease_seconds: float = 15.0
     reaper_interval: float = 1.0
     redispatch_after: float = 5.0
@@ -113,12 +117,14 @@ def _read() -> Settings:
     database_url = os.environ.get("RAVEL_DATABASE_URL") or f"sqlite:///{home / 'ravel.db'}"
     broker_url = os.environ.get("RAVEL_BROKER_URL") or "filesystem://"
     modules = os.environ.get("RAVEL_WORKFLOWS", "")
+    default_queue = os.environ.get("RAVEL_DEFAULT_QUEUE") or "ravel"
     return Settings(
         home=home,
         database_url=normalise_database_url(database_url),
         broker_url=broker_url,
         workflows=tuple(m.strip() for m in modules.split(",") if m.strip()),
-        default_queue=os.environ.get("RAVEL_DEFAULT_QUEUE") or "ravel",
+        default_queue=default_queue,
+        reaper_queue=os.environ.get("RAVEL_REAPER_QUEUE") or f"{default_queue}.reaper",
         lease_seconds=_float("RAVEL_LEASE_SECONDS", 15.0),
         reaper_interval=_float("RAVEL_REAPER_INTERVAL", 1.0),
         redispatch_after=_float("RAVEL_REDISPATCH_AFTER", 5.0),

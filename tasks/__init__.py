@@ -1,9 +1,29 @@
 """The Celery app: ``celery -A tasks worker``, ``celery -A tasks beat``, ``celery -A tasks flower``.
 
-Importing it loads the workflow modules named by ``RAVEL_WORKFLOWS`` and registers one task
-per step, named ``<workflow>.<step>``.
+``tasks.app`` (built on first access to ``tasks.app``) loads the workflow modules named by
+``RAVEL_WORKFLOWS`` and registers one task per step, named ``<workflow>.<step>``. Importing
+``tasks.config`` or ``tasks.dispatch`` does not build it: a web app that only publishes
+wake-ups never loads the workflows.
 """
 
-from tasks.app import app
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    app: Celery
+
+
+def __getattr__(name: str) -> Any:
+    # Celery's ``-A tasks`` looks up ``tasks.app``; building it on that access (PEP 562)
+    # keeps the submodules importable on their own.
+    if name == "app":
+        from tasks.app import app
+
+        return app
+    raise AttributeError(f"module 'tasks' has no attribute {name!r}")
+
 
 __all__ = ["app"]

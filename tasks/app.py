@@ -17,8 +17,11 @@ from pipeline.reaper import register_workflows
 from pipeline.settings import get_settings
 from pipeline.workflow import all_workflows
 from tasks import dispatch as celery_dispatch
+from tasks import startup
 from tasks.config import celery_config
-from tasks.steps import register_reaper, register_step_tasks
+from tasks.heartbeat import Heartbeat
+from tasks.reaper import quiet_reaper_logs, register_reaper
+from tasks.steps import register_step_tasks
 
 log = logging.getLogger("ravel.worker")
 
@@ -51,18 +54,20 @@ def create_app() -> Celery:
     _load_workflows(settings.workflows)
     celery = Celery("ravel")
     celery.conf.update(celery_config(settings))
-    queues = {settings.default_queue}
+    queues = {settings.default_queue, settings.reaper_queue}
     for flow in all_workflows():
         queues.update(flow.queue_of(s, settings.default_queue) for s in flow.steps)
     # Without explicit queues a worker would consume only the default queue.
     celery.conf.task_queues = [Queue(q) for q in sorted(queues)]
     register_step_tasks(celery, all_workflows())
     register_reaper(celery, settings)
+    quiet_reaper_logs()
     dispatch.set_dispatcher(celery_dispatch.publisher(celery))
     return celery
 
 
 app = create_app()
+_heartbeat: Heartbeat | None = None
 
 
 @signals.worker_process_init.connect
@@ -72,8 +77,22 @@ def _after_fork(**_: Any) -> None:
     store.after_fork()
 
 
+@signals.celeryd_after_setup.connect
+def _before_consuming(instance: Any, **_: Any) -> None:
+    # Logging is set up, the pool and the consumer are not started yet: the last moment to
+    # refuse to serve, and to add the reaper queue to a `-Q` list that left it out.
+    startup.check_database("worker")
+    instance.app.amqp.queues.select_add(get_settings().reaper_queue)
+
+
+@signals.beat_init.connect
+def _beat_starting(**_: Any) -> None:
+    startup.check_database("beat")
+
+
 @signals.worker_ready.connect
-def _on_ready(**_: Any) -> None:
+def _on_ready(sender: Any, **_: Any) -> None:
+    global _heartbeat
     settings = get_settings()
     broker = os.environ.get("CELERY_BROKER_URL") or settings.broker_url
     # CELERY_BROKER_URL silently wins over RAVEL_BROKER_URL inside Celery: say which is used.
@@ -82,6 +101,16 @@ def _on_ready(**_: Any) -> None:
     try:
         names = register_workflows()
         log.info("serving workflows: %s", ", ".join(names) or "none (set RAVEL_WORKFLOWS)")
-    except Exception:
-        log.exception("could not record the workflows in the database; start_run from "
-                      "processes without the workflow code will not find them yet")
+    except Exception as exc:
+        log.error("could not record the workflows in the database (%s); start_run from "
+                  "processes without the workflow code will not find them yet",
+                  " ".join(str(exc).split())[:300])
+    _heartbeat = Heartbeat(sender.hostname)
+    _heartbeat.beat(starting=True)
+    _heartbeat.start()
+
+
+@signals.worker_shutdown.connect
+def _on_shutdown(**_: Any) -> None:
+    if _heartbeat is not None:
+        _heartbeat.stop()

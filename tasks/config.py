@@ -93,6 +93,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "timezone": "UTC",
         "enable_utc": True,
         "task_default_queue": settings.default_queue,
+        # Beat's schedule file under RAVEL_HOME; Ravel's scheduler creates the folder (a
+        # PostgreSQL + Redis setup has no other reason to) and sends no task-sent events.
         "beat_schedule_filename": str(settings.home / "celerybeat-schedule"),
+        "beat_scheduler": "tasks.reaper:Scheduler",
         "worker_hijack_root_logger": False,
     }

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+
 from celery import Celery
 
 from pipeline.dispatch import Dispatcher
+from pipeline.settings import get_settings
 from pipeline.store.decisions import Wakeup
+from tasks.config import celery_config
 
 
 def publisher(celery: Celery) -> Dispatcher:
@@ -14,7 +18,8 @@ def publisher(celery: Celery) -> Dispatcher:
     def send(wakeup: Wakeup, queue: str) -> None:
         celery.send_task(
             f"{wakeup.workflow}.{wakeup.step}",
-            kwargs={"run_id": wakeup.run_id, "seq": wakeup.seq},
+            # The version lets a worker that does not serve it leave the run for one that does.
+            kwargs={"run_id": wakeup.run_id, "seq": wakeup.seq, "version": wakeup.version},
             queue=queue,
             ignore_result=True,
         )
@@ -22,8 +27,15 @@ def publisher(celery: Celery) -> Dispatcher:
     return send
 
 
-def publish(wakeup: Wakeup, queue: str) -> None:
-    """Send a wake-up through the process's Celery app (``RAVEL_DISPATCHER``'s default)."""
-    from tasks import app  # importing the app installs its own dispatcher as well
+@functools.cache
+def _publisher() -> Dispatcher:
+    # Publishing needs only the broker settings, not the workflows: a process that never
+    # built ``tasks.app`` (a web app that only starts runs) gets an app that just sends.
+    celery = Celery("ravel-publisher")
+    celery.conf.update(celery_config(get_settings()))
+    return publisher(celery)
 
-    publisher(app)(wakeup, queue)
+
+def publish(wakeup: Wakeup, queue: str) -> None:
+    """Send a wake-up from a process without the worker app (``RAVEL_DISPATCHER``'s default)."""
+    _publisher()(wakeup, queue)

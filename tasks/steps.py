@@ -1,21 +1,21 @@
-"""One Celery task per workflow step, and the reaper's beat job.
+"""One Celery task per workflow step.
 
 A task is transport only: it carries a run id and the step seq it expects, and asks the
-engine to run that step if the wake-up is still current.
+engine to run that step if the wake-up is still current. Its Celery state tells Flower what
+the attempt did: SUCCESS (the step went on, or the wake-up had nothing to do), FAILURE (the
+run failed for good, with the error), RETRY (the attempt failed and a durable retry is
+scheduled), PARKED (the run waits for an approval or an event), SLEEPING (a durable sleep).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Any
 
 from celery import Celery, Task
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, Retry
 
-from pipeline.engine import execute_step
-from pipeline.reaper import reap
-from pipeline.settings import Settings
+from pipeline.engine import StepOutcome, execute_step
 from pipeline.status import RunStatus
 from pipeline.workflow import Workflow
 
@@ -23,49 +23,61 @@ log = logging.getLogger("ravel.worker")
 PARKED_EVENTS = {RunStatus.WAITING: "task-parked", RunStatus.SLEEPING: "task-sleeping"}
 
 
+class StepFailed(Exception):
+    """A step's attempt failed: the (redacted) error, the step's traceback as a note.
+
+    Raised by the step task only after the engine recorded the failure: it is how Celery and
+    Flower learn of it, never a reason to run anything again (the message is acked).
+    """
+
+
+def _failure(outcome: StepOutcome) -> StepFailed:
+    exc = StepFailed(outcome.error or "the run failed")
+    if outcome.traceback:
+        # Shown under the exception in Celery's log and Flower's traceback field.
+        exc.add_note(f"step traceback (secrets redacted):\n{outcome.traceback.rstrip()}")
+    return exc
+
+
+def _report(task: Task, run_id: str, outcome: StepOutcome) -> None:
+    """Turn the outcome of a committed attempt into the task's Celery state."""
+    if outcome.status is RunStatus.FAILED:
+        raise _failure(outcome)
+    if outcome.retry_in is not None:
+        failed = _failure(outcome)
+        # Raising Retry (instead of calling task.retry) publishes nothing: the engine already
+        # scheduled the retry durably. Celery acks the message and sends task-retried.
+        raise Retry(f"retry in {outcome.retry_in:.1f}s: {failed}", exc=failed,
+                    when=outcome.retry_in) from failed
+    parked = PARKED_EVENTS.get(outcome.status) if outcome.status else None
+    if parked is None:
+        return
+    # Flower shows PARKED / SLEEPING for these; Ignore acks the message without a
+    # task-succeeded event overwriting that state.
+    try:
+        task.send_event(parked, run_id=run_id, wait_id=outcome.wait_id)
+    except Exception:  # monitoring must never fail a step that committed
+        log.warning("could not send the %s event of run %s", parked, run_id)
+    raise Ignore()
+
+
 def _make_step_task(celery: Celery, flow: Workflow, step: str, queue: str) -> None:
     @celery.task(name=f"{flow.name}.{step}", bind=True, queue=queue, ignore_result=True)
     def run_step(self: Task, run_id: str, seq: int) -> None:
         worker = f"{self.request.hostname}/{os.getpid()}"
         outcome = execute_step(run_id, int(seq), step, worker=worker)
-        parked = PARKED_EVENTS.get(outcome.status) if outcome.status else None
-        if parked is None:
-            return
-        # Flower shows PARKED / SLEEPING for these; Ignore acks the message without a
-        # task-succeeded event overwriting that state.
-        try:
-            self.send_event(parked, run_id=run_id, wait_id=outcome.wait_id)
-        except Exception:  # monitoring must never fail a step that committed
-            log.warning("could not send the %s event of run %s", parked, run_id)
-        raise Ignore()
+        if outcome.committed:
+            _report(self, run_id, outcome)
 
     del run_step
 
 
 def register_step_tasks(celery: Celery, flows: list[Workflow]) -> None:
-    """Register ``<workflow>.<step>`` tasks for every step of ``flows``."""
+    """Register ``<workflow>.<step>`` tasks for every step of ``flows``.
+
+    Versions of one workflow share their tasks (the engine runs the run's own version); the
+    newest version's queue routes a step both have.
+    """
     for flow in flows:
         for step in flow.steps:
             _make_step_task(celery, flow, step, flow.queue_of(step, celery.conf.task_default_queue))
-
-
-def register_reaper(celery: Celery, settings: Settings) -> None:
-    """The ``ravel.reap`` task and its beat schedule."""
-
-    @celery.task(name="ravel.reap", ignore_result=True, acks_late=False)
-    def reap_task() -> dict[str, Any]:
-        report = reap()
-        return {"woken": report.woken, "expired": report.expired,
-                "republished": report.republished}
-
-    del reap_task
-    celery.conf.beat_schedule = {
-        "ravel-reaper": {
-            "task": "ravel.reap",
-            "schedule": settings.reaper_interval,
-            # A pass that could not run in time is useless later: drop it instead of
-            # letting passes pile up behind busy workers.
-            "options": {"expires": max(5.0, 3 * settings.reaper_interval),
-                        "queue": settings.default_queue},
-        }
-    }

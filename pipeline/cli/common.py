@@ -5,13 +5,12 @@ from __future__ import annotations
 import getpass
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from sqlalchemy.engine import make_url
 
 from pipeline.cli.errors import CliError
+from pipeline.migrate import sqlite_file
 from pipeline.settings import get_settings
 from pipeline.store.db_errors import MIGRATE_HINT
 
@@ -71,13 +70,3 @@ def require_database() -> None:
         raise CliError(f"the database is not migrated: there is no file {path}; "
                        f"{MIGRATE_HINT} to create it (or point RAVEL_DATABASE_URL / "
                        "--database-url at an existing database)")
-
-
-def sqlite_file(url: str) -> Path | None:
-    """The file of a SQLite URL; None for other databases, in-memory and URI filenames."""
-    if not url.startswith("sqlite"):
-        return None
-    database = make_url(url).database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return Path(database).expanduser().absolute()

@@ -11,10 +11,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import DBAPIError
 
 from models import ReaperRecord, WorkerRecord, WorkflowRecord, table_of
+from pipeline import migrate
+from pipeline.settings import get_settings
 from pipeline.store._db import Database, db_now
+from pipeline.store.db_errors import MIGRATE_HINT, mask_url, translate
 
 reapers_t = table_of(ReaperRecord)
 workers_t = table_of(WorkerRecord)
@@ -22,6 +28,48 @@ workflows_t = table_of(WorkflowRecord)
 
 #: Longest reaper error kept (a traceback's last lines are enough to act on).
 MAX_ERROR_CHARS = 4000
+#: Seconds between a worker's heartbeats.
+HEARTBEAT_SECONDS = 15.0
+#: A worker not seen for this long is presumed gone.
+WORKER_GONE_AFTER = 4 * HEARTBEAT_SECONDS
+
+
+def reaper_silence_limit(reaper_interval: float) -> float:
+    """Seconds without a reaper pass after which workers and ``ravel doctor`` raise the alarm."""
+    return max(30.0, 10 * reaper_interval)
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """Where the database's schema stands against the migrations this version ships.
+
+    Attributes:
+        url: the database URL, password masked.
+        current: the database's revision; None if it was never migrated.
+        head: the newest revision this version of Ravel ships.
+        known: whether ``current`` is one of this version's revisions (False: the database
+            was migrated by a newer version).
+    """
+
+    url: str
+    current: str | None
+    head: str | None
+    known: bool
+
+    @property
+    def problem(self) -> str | None:
+        """Why this version cannot use the database (one line with what to run), or None."""
+        if self.current is None:
+            return f"the database at {self.url} is not migrated; {MIGRATE_HINT}"
+        if self.known and self.current != self.head:
+            return (f"the database at {self.url} is at revision {self.current}, older than "
+                    f"this version of Ravel needs ({self.head}); {MIGRATE_HINT}")
+        return None
+
+    @property
+    def newer(self) -> bool:
+        """Whether a newer version of Ravel migrated the database past this one's head."""
+        return self.current is not None and not self.known
 
 
 @dataclass(frozen=True)
@@ -146,16 +194,52 @@ def workers(db: Database) -> list[WorkerHealth]:
     ]
 
 
+def schema_state(url: str | None = None) -> SchemaState:
+    """The database's migration state, without creating anything (not even a SQLite file).
+
+    Raises:
+        StoreUnavailable: the database cannot be reached.
+    """
+    url = url or get_settings().database_url
+    head = migrate.head()
+    path = migrate.sqlite_file(url)
+    if path is not None and not path.exists():
+        return SchemaState(mask_url(url), None, head, True)
+    try:
+        current = migrate.current(url)
+    except DBAPIError as exc:
+        better = translate(exc)
+        if better is None:
+            raise
+        raise better from exc
+    return SchemaState(mask_url(url), current, head, current is None or _is_known(current))
+
+
+def _is_known(revision: str) -> bool:
+    try:
+        found = ScriptDirectory.from_config(migrate.alembic_config("sqlite://")).get_revision(
+            revision
+        )
+    except CommandError:
+        return False
+    return found is not None
+
+
 def _age(now: datetime, then: datetime) -> float:
     return max(0.0, (now - then).total_seconds())
 
 
 __all__ = [
+    "HEARTBEAT_SECONDS",
+    "WORKER_GONE_AFTER",
     "ReaperHealth",
+    "SchemaState",
     "WorkerHealth",
     "last_reaper_pass",
+    "reaper_silence_limit",
     "reapers",
     "record_reaper_pass",
+    "schema_state",
     "touch_worker",
     "workers",
 ]
