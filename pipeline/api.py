@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Row
@@ -11,6 +12,7 @@ from pipeline import dispatch
 from pipeline.audit import find_break
 from pipeline.errors import InvalidInput, RunNotFound, WorkflowNotFound
 from pipeline.jsonutil import Limit, require_object, to_json_value
+from pipeline.principals import group_names
 from pipeline.settings import get_settings
 from pipeline.status import RunStatus
 from pipeline.store import decisions, get_db, runs
@@ -47,7 +49,7 @@ def _workflow_spec(name: str) -> tuple[int, str]:
     if flow is not None:
         spec = describe(flow, get_settings().default_queue)
         # Record it, so operators and processes without the code can see it.
-        if runs.get_workflow(db, name) is None:
+        if runs.get_workflow(db, name, flow.version) is None:
             runs.upsert_workflow(db, name, flow.version, spec["start_step"], spec["steps"])
         return flow.version, spec["start_step"]
     row = runs.get_workflow(db, name)
@@ -87,9 +89,10 @@ def start_run(
     run_id, created = runs.create_run(
         get_db(), workflow=workflow_name, version=version, step=start, input=data,
         idempotency_key=idempotency_key, actor=_actor(actor),
+        redispatch_after=get_settings().redispatch_after,
     )
     if created:
-        dispatch.publish(decisions.Wakeup(run_id, workflow_name, start, 0))
+        dispatch.publish(decisions.Wakeup(run_id, workflow_name, start, 0, version))
     return run_id
 
 
@@ -107,7 +110,8 @@ def _view(run: Row[Any], wait: Row[Any] | None) -> RunView:
     return RunView(
         id=run.id, workflow=run.workflow, status=RunStatus(run.status), step=run.step,
         state=run.state, wait=_wait_view(wait), result=run.result, error=run.error,
-        attempt=run.attempt, tokens=int(run.tokens or 0), cost_usd=float(run.cost_usd or 0.0),
+        attempt=run.attempt - run.retry_base, tokens=int(run.tokens or 0),
+        cost_usd=float(run.cost_usd or 0.0),
         created_at=run.created_at, updated_at=run.updated_at,
         workflow_version=run.workflow_version, seq=run.seq, input=run.input,
     )
@@ -139,42 +143,68 @@ def list_runs(
     return [_view(r, w) for r, w in runs.list_runs(get_db(), status, workflow, limit)]
 
 
-def _decide(run_id: str, decision: str, actor: str, data: Any, wait_id: str | None) -> WaitResult:
+def _decide(
+    run_id: str, decision: str, actor: str, data: Any, wait_id: str | None,
+    groups: Iterable[str],
+) -> WaitResult:
     rid = _run_id(run_id)
     value = to_json_value(data, what="the decision data", limit=Limit.INPUT)
     if wait_id is not None and not isinstance(wait_id, str):
         raise InvalidInput("wait_id must be a string")
-    result = decisions.decide(get_db(), rid, decision, _actor(actor), value, wait_id)
+    if isinstance(groups, str) or not all(isinstance(g, str) for g in groups):
+        raise InvalidInput("groups must be a list of group names, e.g. ['finance']")
+    result = decisions.decide(get_db(), rid, decision, _actor(actor), value, wait_id,
+                              group_names(groups))
     if result.wakeup is not None:
         dispatch.publish(result.wakeup)
     if result.refusal is not None:
         raise result.refusal
-    return WaitResult("approval", result.decision, result.actor, value, result.at, result.wait_id)
+    return WaitResult("approval", result.decision, result.actor, value, result.at,
+                      result.wait_id, result.principal)
 
 
 @actionable
 def approve(
-    run_id: str, actor: str, data: dict[str, Any] | None = None, *, wait_id: str | None = None
+    run_id: str, actor: str, data: dict[str, Any] | None = None, *, wait_id: str | None = None,
+    groups: Iterable[str] = (),
 ) -> WaitResult:
-    """Approve the run's open approval as ``actor`` (who must be one of its ``approvers``).
+    """Approve the run's open approval as the person ``actor``.
 
-    Exactly one decision wins; approving again is an idempotent success.
+    The wait's ``approvers`` name who may decide: users (``alice``, ``user:alice``) and
+    groups (``group:finance``). ``actor`` may decide when named, or when one of ``groups``
+    (the groups the caller's identity source says the person belongs to: Django groups,
+    API key configuration, a Slack user mapping; never a request body) is named. The
+    history records the person and the principal they decided as.
+
+    Exactly one decision wins; the same decision repeated is an idempotent success.
+
+    Args:
+        run_id: the run.
+        actor: the person deciding.
+        data: JSON data for the step after the wait (``ctx.wait_result.data``).
+        wait_id: the wait the person saw. Always send it from a UI: a stale screen or a
+            replayed request then never decides a newer wait of the same run. Without it,
+            the run's open approval is decided, whichever it is.
+        groups: the person's groups.
 
     Raises:
-        NotAuthorized: ``actor`` is not an approver (the refusal is audited).
+        NotAuthorized: ``actor`` may not decide this approval, whether or not it is still
+            open (the refusal is audited as ``wait.refused``).
         WaitAlreadyDecided: it was rejected already (:class:`WaitExpired`: it expired).
+        WaitNotFound: the run has no wait ``wait_id``.
         NotWaiting: the run has no open approval.
     """
-    return _decide(run_id, "approved", actor, data, wait_id)
+    return _decide(run_id, "approved", actor, data, wait_id, groups)
 
 
 @actionable
 def reject(
-    run_id: str, actor: str, reason: str | None = None, *, wait_id: str | None = None
+    run_id: str, actor: str, reason: str | None = None, *, wait_id: str | None = None,
+    groups: Iterable[str] = (),
 ) -> WaitResult:
     """Reject the run's open approval; the step after the wait sees ``decision == "rejected"``
-    and the reason in ``data``. Raises as :func:`approve`."""
-    return _decide(run_id, "rejected", actor, reason, wait_id)
+    and the reason in ``data``. Arguments and errors as :func:`approve`."""
+    return _decide(run_id, "rejected", actor, reason, wait_id, groups)
 
 
 @actionable
@@ -182,15 +212,18 @@ def send_event(run_id: str, name: str, payload: Any = None, *, actor: str = "api
     """Send an event to a run; True if a waiting run was woken, False if it was kept for later.
 
     An event sent before the run parks on ``WaitForEvent(name)`` is kept and delivered then.
+    So is one that arrives after the wait's deadline, whether or not the reaper has recorded
+    the expiry yet: the wait expires (the run goes on with ``decision == "expired"``) and
+    the event waits for the next ``WaitForEvent`` of its name.
     """
     rid = _run_id(run_id)
     if not isinstance(name, str) or not 0 < len(name) <= 200:
         raise InvalidInput("the event name must be a string of 1 to 200 characters")
     value = to_json_value(payload, what="the event payload", limit=Limit.INPUT)
-    wakeup = decisions.send_event(get_db(), rid, name, value, _actor(actor))
-    if wakeup is not None:
-        dispatch.publish(wakeup)
-    return wakeup is not None
+    delivery = decisions.send_event(get_db(), rid, name, value, _actor(actor))
+    if delivery.wakeup is not None:
+        dispatch.publish(delivery.wakeup)
+    return delivery.delivered
 
 
 @actionable

@@ -13,6 +13,15 @@ from pipeline.store.journal import JournalEntry
 from pipeline.views import WaitResult
 
 T = TypeVar("T")
+
+
+class AttemptFenced(BaseException):
+    """This attempt no longer holds its run (cancelled, or its lease was taken over).
+
+    Raised by a journaled call instead of making the call. It derives from ``BaseException``
+    so a step's ``except Exception`` cannot swallow it; the engine ends the attempt quietly:
+    nothing is committed or published.
+    """
 _KEY_NAMESPACE = uuid.UUID("6f1c9a52-0b8e-4d0e-9a57-2f0d3c4b5a61")
 
 
@@ -43,6 +52,7 @@ class StepContext:
         state: dict[str, Any],
         wait_result: WaitResult | None,
         message_count: int = 0,
+        fencing: int = 0,
     ) -> None:
         self._db = db
         self.run_id = run_id
@@ -57,7 +67,24 @@ class StepContext:
         self._message_count = message_count
         self.new_messages: list[dict[str, Any]] = []
         self.audit_events: list[tuple[str, dict[str, Any]]] = []
-        self.lease_lost = False
+        self._fencing = fencing
+        self._lease_lost: Callable[[], bool] = lambda: False
+        #: set when a journaled call found the run no longer held by this attempt
+        self.fenced_out = False
+
+    def watch_lease(self, lost: Callable[[], bool]) -> None:
+        """Let :attr:`lease_lost` ask the engine's lease keeper (set by the engine)."""
+        self._lease_lost = lost
+
+    @property
+    def lease_lost(self) -> bool:
+        """Whether this attempt is known to have lost the run (cancelled, or taken over).
+
+        The lease keeper notices within a third of the lease; a step running a long loop of
+        work that is not journaled can check it and stop early. Journaled calls check it
+        themselves, exactly, in their intent write.
+        """
+        return self.fenced_out or self._lease_lost()
 
     # -- effects -----------------------------------------------------------------------
 
@@ -96,7 +123,18 @@ class StepContext:
         if entry is not None and entry.done:
             return entry.result
         key = self.idempotency_key(name)
-        journal.record_intent(self._db, self.run_id, self.seq, name, kind, key)
+        # Fenced: written only while this attempt holds the run, and returns the entry as it
+        # is now, so a cancelled run or a zombie whose journal is stale starts no call.
+        now = journal.begin_call(self._db, self.run_id, self.seq, name, kind, key, self._fencing)
+        if now is None:
+            self.fenced_out = True
+            raise AttemptFenced(
+                f"run {self.run_id} was cancelled or taken over by another worker; "
+                f"{kind} {name!r} was not called"
+            )
+        if now.done:
+            self.journal()[name] = now
+            return now.result
         faults.fault("after_effect_intent", self.step)
         value = to_json_value(call(), what=f"the result of {kind} {name!r}", redact_secrets=True)
         faults.fault("after_effect_call_before_record", self.step)

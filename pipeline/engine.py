@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
 from pipeline import dispatch, faults, notify
-from pipeline.context import StepContext
+from pipeline.context import AttemptFenced, StepContext
 from pipeline.errors import InvalidInput, InvalidStepResult
 from pipeline.jsonutil import Limit, to_json_value
 from pipeline.lease import keeper
@@ -15,7 +16,7 @@ from pipeline.redact import redact, redact_text, storable_text
 from pipeline.retry import RetryPolicy
 from pipeline.settings import get_settings
 from pipeline.status import RunStatus
-from pipeline.store import get_db
+from pipeline.store import Database, get_db, runs, sweeps
 from pipeline.store import steps as store
 from pipeline.store.decisions import Wakeup
 from pipeline.store.steps import Claim, CommitPlan, WaitSpec
@@ -29,7 +30,7 @@ from pipeline.transitions import (
     WaitForEvent,
 )
 from pipeline.views import WaitResult
-from pipeline.workflow import StepDef, Workflow, find_workflow
+from pipeline.workflow import StepDef, Workflow, all_workflows, find_workflow, served_versions
 
 log = logging.getLogger("ravel.engine")
 
@@ -62,45 +63,86 @@ class StepOutcome:
 NOTHING_TO_DO = StepOutcome(claimed=False)
 
 
-def execute_step(run_id: str, seq: int, step: str, *, worker: str) -> StepOutcome:
-    """Run one attempt of ``step`` of a run if the wake-up is current; publish what follows."""
+def execute_step(
+    run_id: str, seq: int, step: str, *, worker: str, workflow: str | None = None,
+    version: int | None = None,
+) -> StepOutcome:
+    """Run one attempt of ``step`` of a run if the wake-up is current; publish what follows.
+
+    Only runs of the workflow versions this process serves are claimed. ``workflow`` and
+    ``version`` are what the wake-up carries: a worker that does not serve the version leaves
+    the run for one that does, and the reaper re-publishes the wake-up.
+    """
     db = get_db()
     settings = get_settings()
-    claim = store.claim(db, run_id, seq, step, settings.lease_seconds, worker)
+    served = _served(workflow, step)
+    if workflow is not None and version is not None and version not in served:
+        _leave_for_another_worker(db, run_id, seq, workflow, version)
+        return NOTHING_TO_DO
+    claim = store.claim(db, run_id, seq, step, settings.lease_seconds, worker, served)
     if claim is None:
         return NOTHING_TO_DO
     faults.fault("after_claim", claim.step)
     plan = plan_attempt(claim)
+    if plan is None:
+        log.warning("run %s: cancelled or taken over during step %s; this attempt stopped "
+                    "before its next call and commits nothing", run_id, claim.step)
+        return StepOutcome(claimed=True, committed=False)
     faults.fault("before_commit", claim.step)
-    done = store.commit(db, claim, plan)
+    done = store.commit(db, claim, plan, settings.redispatch_after)
     if done is None:
         log.warning("run %s: lease lost before commit; the step's outcome was dropped", run_id)
         return StepOutcome(claimed=True, committed=False)
     faults.fault("after_commit_before_publish", claim.step)
     wakeup = None
     if done.status is RunStatus.PENDING:
-        wakeup = Wakeup(run_id, claim.workflow, done.step, done.seq)
+        wakeup = Wakeup(run_id, claim.workflow, done.step, done.seq, claim.workflow_version)
         dispatch.publish(wakeup)
     elif done.status is RunStatus.WAITING and notify.has_handlers(claim.workflow):
         from pipeline.api import get_run  # the API builds the view the handlers receive
 
         notify.parked(get_run(run_id))
-    return StepOutcome(True, True, done.status, wakeup, done.wait_id)
+    retry_in = plan.wake_after if plan.outcome == "retry" else None
+    return StepOutcome(True, True, done.status, wakeup, done.wait_id, plan.step_error,
+                       plan.step_traceback, retry_in)
 
 
-def plan_attempt(claim: Claim) -> CommitPlan:
-    """Run the step function for a claimed run and decide what to commit."""
-    flow = find_workflow(claim.workflow)
+def _served(workflow: str | None, step: str) -> tuple[int, ...]:
+    """The versions of the wake-up's workflow this process serves."""
+    if workflow is not None:
+        return served_versions(workflow)
+    # A caller that does not say (tests, scripts): any loaded workflow with that step.
+    return tuple(sorted({f.version for f in all_workflows() if step in f.steps}))
+
+
+def _leave_for_another_worker(
+    db: Database, run_id: str, seq: int, workflow: str, version: int
+) -> None:
+    """A wake-up for a workflow version this worker does not serve: leave the run pending.
+
+    When a worker that serves the version was seen recently, the reaper re-publishes the
+    wake-up at its next pass (it may reach this worker again: a bounce costs one message per
+    reaper interval). Otherwise the usual backoff applies, and ``ravel runs show`` says that
+    no worker serves the version.
+    """
+    served_elsewhere = runs.version_served_recently(db, workflow, version)
+    log.info("run %s: %s v%d is not served by this worker; left for one that serves it%s",
+             run_id, workflow, version, "" if served_elsewhere else " (none seen recently)")
+    if served_elsewhere:
+        sweeps.unclaimable_soon(db, run_id, seq)
+
+
+def plan_attempt(claim: Claim) -> CommitPlan | None:
+    """Run the step function for a claimed run and decide what to commit.
+
+    None: the attempt found that it no longer holds the run (cancelled or taken over) and
+    stopped before its next journaled call; nothing is to be committed.
+    """
+    flow = find_workflow(claim.workflow, claim.workflow_version)
     step_def = flow.steps.get(claim.step) if flow else None
     if flow is None or step_def is None:
-        return _fatal(claim, f"this worker has no step {claim.workflow}.{claim.step}")
-    if flow.version != claim.workflow_version:
-        return _fatal(
-            claim,
-            f"the run was started on {flow.name} version {claim.workflow_version}, but this "
-            f"worker serves version {flow.version}; run a worker with the old version, or "
-            "cancel the run",
-        )
+        return _fatal(claim, f"{claim.workflow} version {claim.workflow_version} has no step "
+                             f"{claim.step!r}")
     attempt = claim.attempt - claim.retry_base
     if attempt > step_def.retry.max_attempts:
         return _fatal(
@@ -120,15 +162,21 @@ def plan_attempt(claim: Claim) -> CommitPlan:
         state=claim.state,
         wait_result=WaitResult.from_json(claim.wait_result) if claim.wait_result else None,
         message_count=claim.message_count,
+        fencing=claim.fencing,
     )
     lease = keeper(db, get_settings().lease_seconds)
     lease.hold(claim.run_id, claim.fencing)
+    ctx.watch_lease(lease.is_lost)
     try:
         plan = _plan_transition(flow, claim, ctx, step_def.fn(ctx))
+    except AttemptFenced:
+        return None
     except Exception as exc:
         plan = _plan_failure(claim, step_def, attempt, exc)
     finally:
-        ctx.lease_lost = not lease.release()
+        lease.release()
+    if ctx.fenced_out:  # the step swallowed the signal: it still must not commit
+        return None
     # What the step itself put on record comes before its outcome.
     plan.events[:0] = ctx.audit_events
     return plan
@@ -200,6 +248,7 @@ def _check_step(flow: Workflow, name: str, what: str) -> None:
 
 def _plan_failure(claim: Claim, step_def: StepDef, attempt: int, exc: Exception) -> CommitPlan:
     error = redact_text(f"{type(exc).__name__}: {exc}")
+    where = _traceback_of(exc)
     permanent = isinstance(exc, InvalidStepResult | InvalidInput) or not getattr(
         exc, "retryable", True
     )
@@ -214,14 +263,29 @@ def _plan_failure(claim: Claim, step_def: StepDef, attempt: int, exc: Exception)
                  claim.run_id, claim.step, attempt, error, delay)
         return CommitPlan(
             RunStatus.SLEEPING, claim.step, advance=False, step_status="failed",
-            outcome="retry", step_error=error, wake_after=delay,
+            outcome="retry", step_error=error, step_traceback=where, wake_after=delay,
             events=[failed, ("step.retry_scheduled", {"attempt": attempt + 1, "delay": delay})],
         )
     log.warning("run %s: step %s failed for good: %s", claim.run_id, claim.step, error)
     return CommitPlan(
         RunStatus.FAILED, claim.step, advance=False, step_status="failed", outcome="fail",
-        step_error=error, error=error, events=[failed, ("run.failed", {"error": error})],
+        step_error=error, step_traceback=where, error=error,
+        events=[failed, ("run.failed", {"error": error})],
     )
+
+
+#: the most of a traceback kept with a step record
+MAX_TRACEBACK_CHARS = 8000
+
+
+def _traceback_of(exc: BaseException) -> str:
+    """Where ``exc`` was raised, innermost frames kept: file, line, function and code line.
+
+    Redacted like the error itself; frame locals are never included.
+    """
+    text = "".join(traceback.format_exception(exc, limit=-20))
+    text = "\n".join(redact_text(line, MAX_TRACEBACK_CHARS) for line in text.splitlines())
+    return text[-MAX_TRACEBACK_CHARS:]
 
 
 def _fatal(claim: Claim, why: str) -> CommitPlan:

@@ -47,6 +47,11 @@ class LeaseKeeper:
             if changed:  # a wait begun under the old length may outlast the new lease
                 self._cond.notify()
 
+    def is_lost(self) -> bool:
+        """Whether a renewal found the held lease lost (cancelled, or taken over)."""
+        with self._cond:
+            return self._held is not None and self._lost
+
     def release(self) -> bool:
         """Stop renewing; return False if the lease was lost while held."""
         with self._cond:

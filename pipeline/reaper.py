@@ -1,16 +1,23 @@
 """The reaper: one pass wakes due sleepers, expires waits, and re-publishes lost wake-ups.
 
-Beat runs it every ``RAVEL_REAPER_INTERVAL`` seconds; passes are safe to run concurrently.
+Beat runs it every ``RAVEL_REAPER_INTERVAL`` seconds on its own queue; passes are safe to run
+concurrently. Each sweep publishes what it made runnable as soon as it has committed, and a
+sweep (or a row) that fails is logged and skipped: one bad row never stops a pass. Every pass
+is recorded (``ravel_reapers``) so workers and ``ravel doctor`` can tell when none runs.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from pipeline import dispatch
 from pipeline.settings import get_settings
-from pipeline.store import decisions, get_db, runs, sweeps
+from pipeline.store import Database, decisions, get_db, health, runs, sweeps
+from pipeline.store.decisions import Wakeup
 from pipeline.workflow import all_workflows, describe
 
 log = logging.getLogger("ravel.reaper")
@@ -23,32 +30,79 @@ class ReapReport:
     woken: int
     expired: int
     republished: int
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def quiet(self) -> bool:
+        """Whether the pass found nothing to do."""
+        return not (self.woken or self.expired or self.republished or self.errors)
+
+
+def reaper_name() -> str:
+    """This process, as the reaper records itself."""
+    return f"{socket.gethostname()}/{os.getpid()}"
 
 
 def reap() -> ReapReport:
     """Run one reaper pass."""
     db = get_db()
-    woken = sweeps.wake_due_sleepers(db)
-    expired = []
-    for row in sweeps.expired_waits(db):
-        wakeup = decisions.expire(db, row.run_id, row.id)
-        if wakeup is not None:
-            expired.append(wakeup)
-    republished = sweeps.overdue_wakeups(db, get_settings().redispatch_after)
-    for wakeup in (*woken, *expired, *republished):
-        dispatch.publish(wakeup)
+    settings = get_settings()
+    errors: list[str] = []
+
+    def sweep(what: str, fn: Callable[[], sweeps.Sweep]) -> int:
+        try:
+            found = fn()
+        except Exception as exc:  # a sweep that fails must not stop the others
+            log.exception("reaper: the %s sweep failed", what)
+            errors.append(f"{what}: {type(exc).__name__}: {exc}")
+            return 0
+        errors.extend(found.errors)
+        for wakeup in found.wakeups:
+            dispatch.publish(wakeup)
+        return len(found.wakeups)
+
+    woken = sweep("wake", lambda: sweeps.wake_due_sleepers(db, settings.redispatch_after))
+    expired = sweep("expiry", lambda: _expire_waits(db))
+    republished = sweep("re-publish",
+                        lambda: sweeps.overdue_wakeups(db, settings.redispatch_after))
+    report = ReapReport(woken, expired, republished, errors)
     if republished:
-        log.info("re-published %d overdue wake-up(s)", len(republished))
-    return ReapReport(len(woken), len(expired), len(republished))
+        log.info("reaper: re-published %d overdue wake-up(s)", republished)
+    try:
+        health.record_reaper_pass(
+            db, reaper_name(),
+            {"woken": woken, "expired": expired, "republished": republished,
+             "errors": len(errors)},
+            "; ".join(errors)[:4000] or None,
+        )
+    except Exception:
+        log.warning("reaper: could not record this pass", exc_info=True)
+    return report
+
+
+def _expire_waits(db: Database) -> sweeps.Sweep:
+    """Expire each open wait whose deadline passed, one transaction per wait."""
+    found = sweeps.Sweep()
+    for row in sweeps.expired_waits(db):
+        try:
+            wakeup: Wakeup | None = decisions.expire(db, row.run_id, row.id)
+        except Exception as exc:
+            log.exception("reaper: could not expire wait %s of run %s; skipped", row.id,
+                          row.run_id)
+            found.errors.append(f"expire {row.run_id}: {type(exc).__name__}: {exc}")
+            continue
+        if wakeup is not None:
+            found.wakeups.append(wakeup)
+    return found
 
 
 def register_workflows() -> list[str]:
-    """Record every workflow loaded in this process, so ``start_run`` works anywhere."""
+    """Record every workflow version loaded in this process, so ``start_run`` works anywhere."""
     db = get_db()
     default = get_settings().default_queue
     names = []
     for flow in all_workflows():
         spec = describe(flow, default)
         runs.upsert_workflow(db, spec["name"], spec["version"], spec["start_step"], spec["steps"])
-        names.append(flow.name)
+        names.append(f"{flow.name} v{flow.version}")
     return names

@@ -35,6 +35,7 @@ class WaitResult:
         data: the approver's data, the rejection reason, or the event payload.
         at: when it was decided (database clock).
         wait_id: the decided wait.
+        principal: the approvers entry the actor decided as (``alice``, ``group:finance``).
     """
 
     kind: str
@@ -43,6 +44,7 @@ class WaitResult:
     data: Any
     at: datetime | None
     wait_id: str | None = None
+    principal: str | None = None
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> WaitResult:
@@ -55,6 +57,7 @@ class WaitResult:
             data=raw.get("data"),
             at=datetime.fromisoformat(at) if isinstance(at, str) else None,
             wait_id=raw.get("wait_id"),
+            principal=raw.get("principal"),
         )
 
 

@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 StepFn = Callable[["StepContext"], "Transition"]
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,99}$")
 
-_registry: dict[str, Workflow] = {}
+# name -> version -> workflow: one process can serve several versions side by side while the
+# runs of an old one drain.
+_registry: dict[str, dict[int, Workflow]] = {}
 
 
 @dataclass(frozen=True)
@@ -34,10 +36,13 @@ class Workflow:
     """A named, versioned graph of steps.
 
     Creating a workflow registers it in this process: workers serve every workflow defined in
-    the modules named by ``RAVEL_WORKFLOWS``.
+    the modules named by ``RAVEL_WORKFLOWS``. A run stays on the version it started on: only
+    workers serving that version claim it. To change a workflow incompatibly, define the new
+    one with the next ``version`` and keep the old definition loaded (in its own module) until
+    its runs have drained; new runs start on the newest version.
 
     Args:
-        name: unique name; Celery tasks are named ``<name>.<step>``.
+        name: the workflow's name; Celery tasks are named ``<name>.<step>``.
         version: bump it when a change is incompatible with runs in flight.
         queue: default Celery queue of its steps (``RAVEL_DEFAULT_QUEUE`` if None).
         retry: default retry policy of its steps.
@@ -51,13 +56,15 @@ class Workflow:
             raise ConfigurationError(
                 f"workflow name {name!r} must be letters, digits, '_' or '-' (at most 100)"
             )
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ConfigurationError(f"workflow {name!r}: version must be an integer >= 1")
         self.name = name
         self.version = version
         self.queue = queue
         self.retry = retry or DEFAULT_RETRY
         self.steps: dict[str, StepDef] = {}
         self.start_step: str | None = None
-        _registry[name] = self
+        _registry.setdefault(name, {})[version] = self
 
     @overload
     def step(self, fn: StepFn, /) -> StepFn: ...
@@ -97,22 +104,31 @@ class Workflow:
         return f"Workflow({self.name!r}, version={self.version}, steps={list(self.steps)})"
 
 
-def get_workflow(name: str) -> Workflow:
-    """The workflow of that name defined in this process."""
-    try:
-        return _registry[name]
-    except KeyError:
-        raise WorkflowNotFound(f"no workflow named {name!r} is loaded in this process") from None
+def get_workflow(name: str, version: int | None = None) -> Workflow:
+    """The workflow of that name (newest version, or ``version``) defined in this process."""
+    found = find_workflow(name, version)
+    if found is None:
+        which = f"{name!r} version {version}" if version is not None else repr(name)
+        raise WorkflowNotFound(f"no workflow {which} is loaded in this process")
+    return found
 
 
-def find_workflow(name: str) -> Workflow | None:
-    """The workflow of that name defined in this process, or None."""
-    return _registry.get(name)
+def find_workflow(name: str, version: int | None = None) -> Workflow | None:
+    """The workflow of that name (newest version, or ``version``) in this process, or None."""
+    versions = _registry.get(name)
+    if not versions:
+        return None
+    return versions.get(version if version is not None else max(versions))
+
+
+def served_versions(name: str) -> tuple[int, ...]:
+    """The versions of a workflow this process serves, oldest first."""
+    return tuple(sorted(_registry.get(name, {})))
 
 
 def all_workflows() -> list[Workflow]:
-    """Every workflow defined in this process."""
-    return list(_registry.values())
+    """Every workflow version defined in this process."""
+    return [flow for versions in _registry.values() for _, flow in sorted(versions.items())]
 
 
 def describe(flow: Workflow, default_queue: str) -> dict[str, Any]:

@@ -63,9 +63,11 @@ def _report(task: Task, run_id: str, outcome: StepOutcome) -> None:
 
 def _make_step_task(celery: Celery, flow: Workflow, step: str, queue: str) -> None:
     @celery.task(name=f"{flow.name}.{step}", bind=True, queue=queue, ignore_result=True)
-    def run_step(self: Task, run_id: str, seq: int) -> None:
+    def run_step(self: Task, run_id: str, seq: int, version: int | None = None) -> None:
+        # ``version`` is absent from wake-ups published before wake-ups carried it.
         worker = f"{self.request.hostname}/{os.getpid()}"
-        outcome = execute_step(run_id, int(seq), step, worker=worker)
+        outcome = execute_step(run_id, int(seq), step, worker=worker, workflow=flow.name,
+                               version=None if version is None else int(version))
         if outcome.committed:
             _report(self, run_id, outcome)
 

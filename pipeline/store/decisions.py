@@ -1,8 +1,8 @@
 """Operator and approver actions: decide a wait, send an event, cancel, retry.
 
 Each is one short transaction that first locks the run row, so it serialises with the step
-commit and with each other; every status change is a compare-and-set checked against the
-transition table.
+commit and with each other; every status change goes through
+:func:`pipeline.store.transition.transition`.
 """
 
 from __future__ import annotations
@@ -11,13 +11,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Row, insert, or_, select, update
 
 from models import InboundEvent, Run, Wait, table_of
 from pipeline import errors
-from pipeline.status import RunStatus, sources
-from pipeline.store._db import Database, db_now
+from pipeline.principals import authorize
+from pipeline.settings import get_settings
+from pipeline.status import RunStatus
+from pipeline.store._db import Database, db_now, now_plus
 from pipeline.store.audit_log import Chain
+from pipeline.store.transition import record_events, transition
 
 runs_t = table_of(Run)
 waits_t = table_of(Wait)
@@ -39,6 +42,8 @@ class Wakeup:
     workflow: str
     step: str
     seq: int
+    #: the run's workflow version: a worker that does not serve it leaves the wake-up alone
+    version: int
 
 
 def lock_run(conn: Connection, run_id: str) -> Row[Any]:
@@ -51,25 +56,13 @@ def lock_run(conn: Connection, run_id: str) -> Row[Any]:
     return row
 
 
-def _set_status(
-    conn: Connection, run: Row[Any], target: RunStatus, chain: Chain, **values: Any
-) -> None:
-    """Compare-and-set the run's status; the row is locked, so a miss is a bug, not a race."""
-    result = conn.execute(
-        update(runs_t)
-        .where(runs_t.c.id == run.id, runs_t.c.status.in_(sources(target)))
-        .values(
-            status=target.value,
-            version=runs_t.c.version + 1,
-            updated_at=run.now,
-            audit_seq=chain.seq,
-            audit_head=chain.head,
-            **values,
-        )
-    )
-    if result.rowcount != 1:
-        raise errors.InvalidTransition(f"run {run.id} cannot move from {run.status} to {target}")
-    chain.flush(conn)
+def _redispatch_at() -> ColumnElement[datetime]:
+    """When the reaper re-publishes a wake-up published now, if nobody has claimed it."""
+    return now_plus(get_settings().redispatch_after)
+
+
+def _wakeup(run: Row[Any], step: str) -> Wakeup:
+    return Wakeup(run.id, run.workflow, step, run.seq, run.workflow_version)
 
 
 def decide_locked(
@@ -80,6 +73,7 @@ def decide_locked(
     actor: str,
     data: Any,
     extra: dict[str, Any] | None = None,
+    principal: str | None = None,
 ) -> Wakeup | None:
     """Decide an open wait of a run and make the run runnable; None if the wait was not open.
 
@@ -106,16 +100,20 @@ def decide_locked(
         "at": run.now.isoformat(),
         "wait_id": wait_id,
     }
+    event = {"wait_id": wait_id, "data": data, **(extra or {})}
+    if principal is not None:
+        result["principal"] = event["as"] = principal
     chain = Chain(run.id, run.audit_seq, run.audit_head)
-    chain.append(
-        DECISION_EVENT[decision], actor, run.now, won.then_step,
-        {"wait_id": wait_id, "data": data, **(extra or {})},
+    chain.append(DECISION_EVENT[decision], actor, run.now, won.then_step, event)
+    moved = transition(
+        conn, run.id, RunStatus.PENDING, chain,
+        guard=[runs_t.c.status == RunStatus.WAITING.value],
+        values={"step": won.then_step, "wait_result": result, "published_at": run.now,
+                "redispatch_at": _redispatch_at(), "updated_at": run.now},
     )
-    _set_status(
-        conn, run, RunStatus.PENDING, chain,
-        step=won.then_step, wait_result=result, published_at=run.now,
-    )
-    return Wakeup(run.id, run.workflow, won.then_step, run.seq)
+    if not moved:  # an open wait belongs to a waiting run: anything else is a broken row
+        raise errors.InvalidTransition(f"run {run.id} is {run.status}, not waiting")
+    return _wakeup(run, won.then_step)
 
 
 @dataclass(frozen=True)
@@ -128,8 +126,9 @@ class Decision:
     at: datetime
     wakeup: Wakeup | None
     repeated: bool = False
-    #: raise this after publishing ``wakeup`` (the decision came after the deadline: the
-    #: call expired the wait, which made the run runnable, and is refused)
+    principal: str | None = None
+    #: raise this after publishing ``wakeup`` and committing (a refusal is on the record; a
+    #: decision after the deadline expired the wait, which made the run runnable)
     refusal: errors.PipelineError | None = None
 
 
@@ -155,57 +154,67 @@ def _settled(wait: Row[Any], decision: str) -> Decision:
     )
 
 
+def _refuse(conn: Connection, run: Row[Any], wait: Row[Any], decision: str, actor: str) -> Decision:
+    """Put a refused decision on the audit record; the caller raises after the commit."""
+    chain = Chain(run.id, run.audit_seq, run.audit_head)
+    chain.append("wait.refused", actor, run.now, run.step,
+                 {"wait_id": wait.id, "decision": decision, "why": "not an approver"})
+    record_events(conn, run.id, chain)
+    approvers = ", ".join(wait.approvers or []) or "nobody"
+    refusal = errors.NotAuthorized(
+        f"{actor!r} may not decide this approval; approvers are: {approvers}"
+    )
+    return Decision(wait.id, decision, actor, run.now, None, refusal=refusal)
+
+
 def decide(
-    db: Database, run_id: str, decision: str, actor: str, data: Any, wait_id: str | None
+    db: Database, run_id: str, decision: str, actor: str, data: Any, wait_id: str | None,
+    groups: frozenset[str] = frozenset(),
 ) -> Decision:
-    """Approve or reject the run's open approval: exactly one decision wins."""
-    refusal: errors.PipelineError | None = None
+    """Approve or reject the run's open approval: exactly one decision wins.
+
+    ``wait_id`` pins the wait the caller saw: a stale screen or a replayed request never
+    decides a newer wait. Without it the run's open approval is decided.
+    """
     with db.begin() as conn:
         run = lock_run(conn, run_id)
         wait = conn.execute(
             select(waits_t).where(waits_t.c.run_id == run_id, waits_t.c.decided_at.is_(None))
         ).first()
         if wait is None or (wait_id is not None and wait.id != wait_id):
-            return _no_open_wait(conn, run, decision, wait_id)
+            return _no_open_wait(conn, run, decision, actor, groups, wait_id)
         if wait.kind != "approval":
             raise errors.NotWaiting(
                 f"run {run_id} waits for the event {wait.name!r}, not an approval; "
                 "send it with send_event"
             )
-        approvers = list(wait.approvers or [])
-        if actor not in approvers:
-            chain = Chain(run.id, run.audit_seq, run.audit_head)
-            chain.append("wait.refused", actor, run.now, run.step,
-                         {"wait_id": wait.id, "decision": decision, "why": "not an approver"})
-            conn.execute(update(runs_t).where(runs_t.c.id == run.id)
-                         .values(audit_seq=chain.seq, audit_head=chain.head))
-            chain.flush(conn)
-            refusal = errors.NotAuthorized(
-                f"{actor!r} may not decide this approval; approvers are: {', '.join(approvers)}"
-            )
-        elif wait.expires_at is not None and wait.expires_at <= run.now:
+        principal = authorize(list(wait.approvers or []), actor, groups)
+        if principal is None:
+            return _refuse(conn, run, wait, decision, actor)
+        if wait.expires_at is not None and wait.expires_at <= run.now:
             wakeup = decide_locked(conn, run_id, wait.id, "expired", "system", None)
             expired = errors.WaitExpired(
                 f"the approval expired at {wait.expires_at:%Y-%m-%d %H:%M:%S} UTC; "
                 "the run goes on with decision 'expired'"
             )
             return Decision(wait.id, "expired", "system", run.now, wakeup, refusal=expired)
-        else:
-            wakeup = decide_locked(conn, run_id, wait.id, decision, actor, data)
-            return Decision(wait.id, decision, actor, run.now, wakeup)
-    # Raised after the commit: the refusal itself is on the audit record.
-    raise refusal
+        wakeup = decide_locked(conn, run_id, wait.id, decision, actor, data, principal=principal)
+        return Decision(wait.id, decision, actor, run.now, wakeup, principal=principal)
 
 
 def _no_open_wait(
-    conn: Connection, run: Row[Any], decision: str, wait_id: str | None
+    conn: Connection, run: Row[Any], decision: str, actor: str, groups: frozenset[str],
+    wait_id: str | None,
 ) -> Decision:
     last = _latest_wait(conn, run.id, wait_id)
     if wait_id is not None and last is None:
         raise errors.WaitNotFound(
             f"run {run.id} has no wait {wait_id}; the screen may be stale, reload it"
         )
-    if last is not None and last.decided_at is not None:
+    if last is not None and last.kind == "approval" and last.decided_at is not None:
+        # Whoever may not decide is refused, also when repeating a decision already made.
+        if authorize(list(last.approvers or []), actor, groups) is None:
+            return _refuse(conn, run, last, decision, actor)
         if last.decision == "cancelled" or run.status == RunStatus.CANCELLED:
             raise errors.InvalidTransition(
                 f"run {run.id} was cancelled; its approval can no longer be decided"
@@ -217,8 +226,26 @@ def _no_open_wait(
     )
 
 
-def send_event(db: Database, run_id: str, name: str, payload: Any, actor: str) -> Wakeup | None:
-    """Deliver an event to the run's open event wait, or keep it until the run parks on it."""
+@dataclass(frozen=True)
+class EventDelivery:
+    """What ``send_event`` did: woke the run with it, or kept it for the next wait of its name.
+
+    ``wakeup`` is set whenever the run became runnable, also when the event came after its
+    wait's deadline: the wait then expired (as the reaper would have done) and the event is kept.
+    """
+
+    delivered: bool
+    wakeup: Wakeup | None
+
+
+def send_event(
+    db: Database, run_id: str, name: str, payload: Any, actor: str
+) -> EventDelivery:
+    """Deliver an event to the run's open event wait, or keep it until the run parks on it.
+
+    An event that arrives after the wait's deadline decides nothing, whether or not the
+    reaper has recorded the expiry yet: the wait expires here and the event is kept.
+    """
     with db.begin() as conn:
         run = lock_run(conn, run_id)
         if RunStatus(run.status).is_final:
@@ -233,20 +260,27 @@ def send_event(db: Database, run_id: str, name: str, payload: Any, actor: str) -
                 waits_t.c.name == name,
             )
         ).first()
-        consumed = wait is not None
+        expired = None
+        if wait is not None and wait.expires_at is not None and wait.expires_at <= run.now:
+            expired = decide_locked(conn, run_id, wait.id, "expired", "system", None)
+            wait = None
         conn.execute(
             insert(inbound_t).values(
                 run_id=run_id, name=name, payload=payload, actor=actor, received_at=run.now,
-                consumed_at=run.now if consumed else None, wait_id=wait.id if wait else None,
+                consumed_at=run.now if wait else None, wait_id=wait.id if wait else None,
             )
         )
         if wait is None:
-            return None
-        return decide_locked(conn, run_id, wait.id, "received", actor, payload)
+            return EventDelivery(False, expired)
+        return EventDelivery(True, decide_locked(conn, run_id, wait.id, "received", actor, payload))
 
 
 def cancel(db: Database, run_id: str, actor: str, reason: str) -> bool:
-    """Cancel a live run; False if it was already cancelled. Closes its open wait."""
+    """Cancel a live run; False if it was already cancelled. Closes its open wait.
+
+    The fencing token is bumped in the same statement: once this returns, an attempt still
+    running for the run can neither start a journaled call nor commit.
+    """
     with db.begin() as conn:
         run = lock_run(conn, run_id)
         status = RunStatus(run.status)
@@ -264,12 +298,14 @@ def cancel(db: Database, run_id: str, actor: str, reason: str) -> bool:
         chain = Chain(run.id, run.audit_seq, run.audit_head)
         chain.append("run.cancelled", actor, run.now, run.step,
                      {"reason": reason, "from": run.status})
-        # Bumping the fencing token makes a step still running for this run commit nothing.
-        _set_status(
-            conn, run, RunStatus.CANCELLED, chain,
-            error=f"cancelled by {actor}: {reason}", fencing=runs_t.c.fencing + 1,
-            lease_owner=None, lease_expires_at=None, wake_at=None,
+        moved = transition(
+            conn, run.id, RunStatus.CANCELLED, chain,
+            values={"error": f"cancelled by {actor}: {reason}", "fencing": runs_t.c.fencing + 1,
+                    "lease_owner": None, "lease_expires_at": None, "wake_at": None,
+                    "updated_at": run.now},
         )
+        if not moved:  # the row is locked: a miss is a bug, not a race
+            raise errors.InvalidTransition(f"run {run_id} cannot be cancelled from {status}")
     return True
 
 
@@ -286,11 +322,14 @@ def retry(db: Database, run_id: str, actor: str, state_patch: dict[str, Any] | N
         chain = Chain(run.id, run.audit_seq, run.audit_head)
         chain.append("run.retried", actor, run.now, run.step,
                      {"patched_keys": sorted(state_patch or {}), "previous_error": run.error})
-        _set_status(
-            conn, run, RunStatus.PENDING, chain,
-            state=state, error=None, retry_base=run.attempt, wake_at=None, published_at=run.now,
+        transition(
+            conn, run.id, RunStatus.PENDING, chain,
+            guard=[runs_t.c.status == RunStatus.FAILED.value],
+            values={"state": state, "error": None, "retry_base": run.attempt, "wake_at": None,
+                    "published_at": run.now, "redispatch_at": _redispatch_at(),
+                    "updated_at": run.now},
         )
-    return Wakeup(run.id, run.workflow, run.step, run.seq)
+    return _wakeup(run, run.step)
 
 
 def expire(db: Database, run_id: str, wait_id: str) -> Wakeup | None:

@@ -2,7 +2,9 @@
 
 Intent and result are each one autocommit statement: the intent must be durable before the
 call starts (so a crash mid-call is recognised as an unknown outcome), and the result durable
-as soon as the call returns (so no later attempt repeats it).
+as soon as the call returns (so no later attempt repeats it). The intent is fenced: it is
+written only while the attempt still holds the run, so a cancelled run or a worker that lost
+its lease starts no new call.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, literal, select, update
 
-from models import Effect, Message, table_of
+from models import Effect, Message, Run, table_of
+from pipeline.status import RunStatus
 from pipeline.store._db import Database, db_now
 
 effects_t = table_of(Effect)
+runs_t = table_of(Run)
 messages_t = table_of(Message)
 
 
@@ -47,30 +51,56 @@ def load(db: Database, run_id: str, seq: int) -> dict[str, JournalEntry]:
         rows = conn.execute(
             select(effects_t).where(effects_t.c.run_id == run_id, effects_t.c.seq == seq)
         )
-        return {
-            r.name: JournalEntry(
-                r.name, r.kind, r.status, r.idempotency_key, r.calls, r.result, r.tokens,
-                r.cost_usd, r.model, r.finished_at,
-            )
-            for r in rows
-        }
+        return {r.name: _entry(r) for r in rows}
 
 
-def record_intent(
-    db: Database, run_id: str, seq: int, name: str, kind: str, key: str
-) -> None:
-    """Write (or count again) the intent to call ``name``, before calling it."""
-    ins = db.dialect_insert(effects_t).values(
-        run_id=run_id, seq=seq, name=name, kind=kind, status="started", idempotency_key=key,
-        calls=1, tokens=0, cost_usd=0.0, started_at=db_now(),
+def begin_call(
+    db: Database, run_id: str, seq: int, name: str, kind: str, key: str, fencing: int
+) -> JournalEntry | None:
+    """Write (or count again) the intent to call ``name``, fenced by the attempt's claim.
+
+    One statement: the intent is written only while the attempt still holds the run (same
+    fencing token, status running), and the entry is returned as it is now: a ``done`` entry
+    carries its recorded result (another attempt made the call; do not call again). None
+    means the attempt no longer holds the run (cancelled, or its lease was taken over): no
+    call may start.
+    """
+    holder = (
+        select(
+            literal(run_id).label("run_id"), literal(seq).label("seq"),
+            literal(name).label("name"), literal(kind).label("kind"),
+            literal("started").label("status"), literal(key).label("idempotency_key"),
+            literal(1).label("calls"), literal(0).label("tokens"),
+            literal(0.0).label("cost_usd"), db_now().label("started_at"),
+        )
+        .select_from(runs_t)
+        .where(runs_t.c.id == run_id, runs_t.c.fencing == fencing,
+               runs_t.c.status == RunStatus.RUNNING.value)
     )
-    stmt = ins.on_conflict_do_update(
-        index_elements=["run_id", "seq", "name"],
-        set_={"calls": effects_t.c.calls + 1, "started_at": db_now()},
-        where=effects_t.c.status == "started",
+    started = effects_t.c.status == "started"
+    stmt = (
+        db.dialect_insert(effects_t)
+        .from_select(list(_INTENT_COLUMNS), holder)
+        .on_conflict_do_update(
+            index_elements=["run_id", "seq", "name"],
+            # A done entry is returned untouched; a started one counts one more call.
+            set_={"calls": case((started, effects_t.c.calls + 1), else_=effects_t.c.calls),
+                  "started_at": case((started, db_now()), else_=effects_t.c.started_at)},
+        )
+        .returning(*effects_t.c)
     )
     with db.autocommit() as conn:
-        conn.execute(stmt)
+        row = conn.execute(stmt).first()
+    return None if row is None else _entry(row)
+
+
+_INTENT_COLUMNS = ("run_id", "seq", "name", "kind", "status", "idempotency_key", "calls",
+                   "tokens", "cost_usd", "started_at")
+
+
+def _entry(r: Any) -> JournalEntry:
+    return JournalEntry(r.name, r.kind, r.status, r.idempotency_key, r.calls, r.result,
+                        r.tokens, r.cost_usd, r.model, r.finished_at)
 
 
 def record_result(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Row, func, insert, select
@@ -56,7 +57,14 @@ def get_workflow(db: Database, name: str, version: int | None = None) -> Row[Any
     with db.engine.connect() as conn:
         rows = list(conn.execute(query.order_by(workflows_t.c.version.desc())))
     fresh = [r for r in rows if r.fresh]
-    return (fresh or rows or [None])[0]
+    best = fresh or rows
+    return best[0] if best else None
+
+
+def version_served_recently(db: Database, name: str, version: int) -> bool:
+    """Whether some worker serving this workflow version was seen recently."""
+    found = get_workflow(db, name, version)
+    return bool(found is not None and found.fresh)
 
 
 def list_workflows(db: Database) -> list[Row[Any]]:
@@ -76,6 +84,7 @@ def create_run(
     input: dict[str, Any],
     idempotency_key: str | None,
     actor: str,
+    redispatch_after: float,
 ) -> tuple[str, bool]:
     """Insert a pending run (the committed row is the outbox); return (id, created)."""
     if idempotency_key is not None:
@@ -96,7 +105,8 @@ def create_run(
                     status=RunStatus.PENDING.value, step=step, seq=0, attempt=0,
                     recorded_attempt=0, retry_base=0, fencing=0, version=0,
                     input=input, state=dict(input), idempotency_key=idempotency_key,
-                    published_at=now, audit_seq=chain.seq, audit_head=chain.head,
+                    published_at=now, redispatch_at=now + timedelta(seconds=redispatch_after),
+                    audit_seq=chain.seq, audit_head=chain.head,
                     message_count=0, created_at=now, updated_at=now,
                 )
             )

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, insert, or_, select, update
 
 from models import InboundEvent, Message, Run, StepRecord, Wait, table_of
-from pipeline.status import RunStatus
+from pipeline.status import RunStatus, sources
 from pipeline.store._db import Database, db_now, now_plus
 from pipeline.store.audit_log import Chain
+from pipeline.store.transition import Fence, transition
 
 runs_t = table_of(Run)
 steps_t = table_of(StepRecord)
@@ -44,6 +45,18 @@ _CLAIM_RETURNING = (
     runs_t.c.updated_at,
 )
 
+
+
+def _claimable() -> ColumnElement[bool]:
+    """The statuses a claim may take a run from, from the transition table: running only once
+    its lease has expired (a takeover)."""
+    return or_(*(
+        and_(runs_t.c.status == s, runs_t.c.lease_expires_at < db_now())
+        if s == RunStatus.RUNNING.value else runs_t.c.status == s
+        for s in sources(RunStatus.RUNNING)
+    ))
+
+
 # Built once: constructing a Core statement per call costs more than the round trip itself.
 _CLAIM = (
     update(runs_t)
@@ -51,13 +64,10 @@ _CLAIM = (
         runs_t.c.id == bindparam("w_id"),
         runs_t.c.seq == bindparam("w_seq"),
         runs_t.c.step == bindparam("w_step"),
-        or_(
-            runs_t.c.status == RunStatus.PENDING.value,
-            and_(
-                runs_t.c.status == RunStatus.RUNNING.value,
-                runs_t.c.lease_expires_at < db_now(),
-            ),
-        ),
+        # Only versions this worker serves: a run of another version is left for a worker
+        # that serves it (rolling deploys never fail a run).
+        runs_t.c.workflow_version.in_(bindparam("w_versions", expanding=True)),
+        _claimable(),
     )
     .values(
         status=RunStatus.RUNNING.value,
@@ -71,15 +81,6 @@ _CLAIM = (
 )
 _INSERT_STEPS = insert(steps_t)
 _INSERT_MESSAGES = insert(messages_t)
-
-
-# The commit's run UPDATE: its SET clause is the columns named in the parameters.
-_FENCED_UPDATE = update(runs_t).where(
-    runs_t.c.id == bindparam("w_id"),
-    runs_t.c.fencing == bindparam("w_fencing"),
-    runs_t.c.version == bindparam("w_version"),
-    runs_t.c.status == RunStatus.RUNNING.value,
-)
 
 
 @dataclass
@@ -115,15 +116,17 @@ class Claim:
 
 
 def claim(
-    db: Database, run_id: str, seq: int, step: str, lease_seconds: float, owner: str
+    db: Database, run_id: str, seq: int, step: str, lease_seconds: float, owner: str,
+    versions: tuple[int, ...],
 ) -> Claim | None:
     """Lease the run for one attempt of ``step`` at ``seq``, or return None.
 
     None means there is nothing to do for this wake-up: a duplicate or stale message, a live
-    lease elsewhere, or a run that is parked, finished or cancelled.
+    lease elsewhere, a run that is parked, finished or cancelled, or a run of a workflow
+    version not in ``versions`` (the versions this worker serves).
     """
     params = {"w_id": run_id, "w_seq": seq, "w_step": step, "w_owner": owner,
-              "w_lease": float(lease_seconds)}
+              "w_lease": float(lease_seconds), "w_versions": list(versions)}
     with db.relaxed() as conn:
         row = conn.execute(_CLAIM, params).first()
     if row is None:
@@ -191,6 +194,7 @@ class CommitPlan:
     result: Any = None
     error: str | None = None
     step_error: str | None = None
+    step_traceback: str | None = None
     wake_after: float | None = None
     wait: WaitSpec | None = None
     messages: list[dict[str, Any]] = field(default_factory=list)
@@ -206,8 +210,13 @@ class Committed:
     wait_id: str | None = None
 
 
-def commit(db: Database, c: Claim, plan: CommitPlan) -> Committed | None:
-    """Write a step attempt's outcome, fenced by the claim; None if the lease was lost."""
+def commit(
+    db: Database, c: Claim, plan: CommitPlan, redispatch_after: float
+) -> Committed | None:
+    """Write a step attempt's outcome, fenced by the claim; None if the lease was lost.
+
+    ``redispatch_after``: when the reaper re-publishes the next wake-up if nobody claimed it.
+    """
     at = c.clock()
     seq = c.seq + 1 if plan.advance else c.seq
     chain = Chain(c.run_id, c.audit_seq, c.audit_head)
@@ -215,18 +224,18 @@ def commit(db: Database, c: Claim, plan: CommitPlan) -> Committed | None:
     chain.append("step.started", c.owner, c.claimed_at, c.step, {"attempt": c.attempt})
     for kind, data in plan.events:
         chain.append(kind, c.owner, at, c.step, data)
-    step_rows.append(_step_row(c, c.attempt, plan.step_status, plan.outcome, plan.step_error, at))
+    step_rows.append(_step_row(c, c.attempt, plan.step_status, plan.outcome, plan.step_error, at,
+                               plan.step_traceback))
     wait_id = str(uuid.uuid4()) if plan.wait else None
-    values = _run_values(c, plan, at, seq, chain)
-    params = {**values, "w_id": c.run_id, "w_fencing": c.fencing, "w_version": c.version}
+    values = _run_values(c, plan, at, seq, redispatch_after)
     with db.begin() as conn:
-        if conn.execute(_FENCED_UPDATE, params).rowcount != 1:
+        if not transition(conn, c.run_id, plan.status, chain, values=values,
+                          fence=Fence(c.fencing, c.version)):
             conn.rollback()
             return None
         conn.execute(_INSERT_STEPS, step_rows)
         if plan.messages:
             conn.execute(_INSERT_MESSAGES, _message_rows(c, plan.messages, at))
-        chain.flush(conn)
         if plan.wait is not None:
             assert wait_id is not None
             _open_wait(conn, c, plan.wait, wait_id, seq, at)
@@ -238,23 +247,22 @@ def commit(db: Database, c: Claim, plan: CommitPlan) -> Committed | None:
 
 
 def _run_values(
-    c: Claim, plan: CommitPlan, at: datetime, seq: int, chain: Chain
+    c: Claim, plan: CommitPlan, at: datetime, seq: int, redispatch_after: float
 ) -> dict[str, Any]:
-    """The run row's new values for this commit."""
+    """The run row's new values for this commit (status, version and audit: the transition)."""
     values: dict[str, Any] = {
-        "status": plan.status.value,
         "step": plan.step,
         "seq": seq,
-        "version": c.version + 1,
         "lease_owner": None,
         "lease_expires_at": None,
         "updated_at": at,
         "recorded_attempt": 0 if plan.advance else c.attempt,
-        "audit_seq": chain.seq,
-        "audit_head": chain.head,
     }
-    if plan.advance:
+    # A finished run keeps the attempt that finished it; the next step starts from zero.
+    if plan.advance and not plan.status.is_final:
         values.update(attempt=0, retry_base=0, wait_result=None)
+    elif plan.advance:
+        values.update(recorded_attempt=c.attempt, wait_result=None)
     if plan.state is not None:
         values["state"] = plan.state
     if plan.status is RunStatus.SUCCEEDED:
@@ -265,6 +273,7 @@ def _run_values(
         values["wake_at"] = at + timedelta(seconds=plan.wake_after)
     if plan.status is RunStatus.PENDING:
         values["published_at"] = at
+        values["redispatch_at"] = at + timedelta(seconds=redispatch_after)
     if plan.messages:
         values["message_count"] = c.message_count + len(plan.messages)
     return values
@@ -280,7 +289,8 @@ def _lost_attempts(c: Claim, at: datetime, chain: Chain) -> list[dict[str, Any]]
 
 
 def _step_row(
-    c: Claim, attempt: int, status: str, outcome: str | None, error: str | None, at: datetime
+    c: Claim, attempt: int, status: str, outcome: str | None, error: str | None, at: datetime,
+    traceback: str | None = None,
 ) -> dict[str, Any]:
     return {
         "run_id": c.run_id,
@@ -291,6 +301,7 @@ def _step_row(
         "outcome": outcome,
         "worker": c.owner if attempt == c.attempt else None,
         "error": error,
+        "traceback": traceback,
         "started_at": c.claimed_at if attempt == c.attempt else None,
         "finished_at": at,
     }

@@ -32,7 +32,8 @@ class InlineDispatcher:
         outcomes: list[StepOutcome] = []
         while self.queue and len(outcomes) < limit:
             w = self.queue.popleft()
-            outcomes.append(execute_step(w.run_id, w.seq, w.step, worker="inline"))
+            outcomes.append(execute_step(w.run_id, w.seq, w.step, worker="inline",
+                                         workflow=w.workflow, version=w.version))
         return outcomes
 
 

@@ -248,31 +248,6 @@ def test_concurrent_starts_with_one_idempotency_key_make_one_run(pg_db, inline):
     assert kinds(ids[0]) == ["run.started"]
 
 
-def test_workflow_version_change_fails_an_old_run_clearly(any_db, inline):
-    name = unique("versioned")
-    ran: list[int] = []
-
-    def define(version: int) -> None:
-        flow = Workflow(name, version=version)
-
-        @flow.step(start=True)
-        def only(ctx):
-            ran.append(version)
-            return Done()
-
-    define(1)
-    rid = start_run(name, {})
-    assert get_run(rid).workflow_version == 1
-    define(2)  # a deploy replaced the code while the run's wake-up was queued
-    inline.drain()
-
-    run = get_run(rid)
-    assert run.status == "failed"
-    assert "version 1" in run.error and "version 2" in run.error
-    assert ran == []
-    assert len(run_steps(rid)) == 1
-
-
 def test_bad_decision_and_event_arguments_change_nothing(any_db, inline):
     name = unique("bad_args")
     flow = Workflow(name)

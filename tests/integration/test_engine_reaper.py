@@ -96,7 +96,7 @@ def test_dead_workers_lease_expires_and_the_run_is_redriven(any_db, fast_reaper,
     rid = start_run(_flow(calls), {})
     wake = inline.queue.popleft()
     # A worker claims, then dies without committing: it never renews its 0.4 s lease.
-    dead = store.claim(get_db(), rid, wake.seq, wake.step, 0.4, "dead-worker")
+    dead = store.claim(get_db(), rid, wake.seq, wake.step, 0.4, "dead-worker", (1,))
     assert dead is not None and get_run(rid).status == "running"
 
     # While the lease is live, neither a duplicate message nor the reaper takes the run over.
@@ -123,7 +123,7 @@ def test_dead_workers_lease_expires_and_the_run_is_redriven(any_db, fast_reaper,
     before = (kinds(rid), [(s.seq, s.attempt) for s in run_steps(rid)])
     zombie = CommitPlan(RunStatus.FAILED, "first", advance=False, step_status="failed",
                         outcome="fail", events=[("run.failed", {})], error="zombie")
-    assert store.commit(get_db(), dead, zombie) is None
+    assert store.commit(get_db(), dead, zombie, 5.0) is None
     assert (kinds(rid), [(s.seq, s.attempt) for s in run_steps(rid)]) == before
     assert get_run(rid).status == "succeeded" and get_run(rid).error is None
 
@@ -133,7 +133,7 @@ def test_a_claim_that_keeps_dying_fails_the_run_at_max_attempts(any_db, fast_rea
     rid = start_run(_flow(calls, RetryPolicy(max_attempts=2, initial_delay=0.01)), {})
     wake = inline.queue.popleft()
     for n in (1, 2):
-        claim = store.claim(get_db(), rid, wake.seq, wake.step, 0.1, f"oom-{n}")
+        claim = store.claim(get_db(), rid, wake.seq, wake.step, 0.1, f"oom-{n}", (1,))
         assert claim is not None and claim.attempt == n
         time.sleep(0.12)  # the child is OOM-killed; its lease runs out
 

@@ -1,0 +1,96 @@
+"""The one way a run's status changes: a guarded compare-and-set checked against the table.
+
+Every status change (a step's commit, a decision, a cancel, a retry, the reaper waking a
+sleeper) is one ``UPDATE ... WHERE status IN (<sources of the target>) AND <guards>`` that
+also advances the run's audit chain; the chain's events are inserted in the same transaction
+only when the UPDATE won. Callers say whether they won; nobody hard-codes a status guard.
+(The claim is the one status change without an audit event of its own: ``step.started`` is
+written with the step's commit. Its guard is derived from the same table, in ``steps``.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Update, bindparam, update
+
+from models import Run, table_of
+from pipeline.status import TRANSITIONS, RunStatus, sources
+from pipeline.store.audit_log import Chain
+
+runs_t = table_of(Run)
+
+
+@dataclass(frozen=True)
+class Fence:
+    """The claim a step attempt holds: its fencing token and the run row's version."""
+
+    fencing: int
+    version: int
+
+
+def transition(
+    conn: Connection,
+    run_id: str,
+    target: RunStatus,
+    chain: Chain,
+    *,
+    values: dict[str, Any],
+    guard: Iterable[ColumnElement[bool]] = (),
+    fence: Fence | None = None,
+) -> bool:
+    """Move a run to ``target`` if the table allows it from its current status; say if it won.
+
+    Args:
+        conn: the caller's transaction.
+        run_id: the run.
+        target: the new status.
+        chain: the run's audit chain with this change's events appended; it is written (and
+            the run's ``audit_seq``/``audit_head`` advanced) only when the change wins.
+        values: other columns to set.
+        guard: further conditions (``status == 'waiting'``, ``wake_at <= now`` ...).
+        fence: for a step's commit: the claim must still hold the run (status running, same
+            fencing token and row version). Its statement is built once per target.
+    """
+    audit = {"audit_seq": chain.seq, "audit_head": chain.head}
+    if fence is not None:
+        params = {**values, **audit, "status": target.value, "version": fence.version + 1,
+                  "w_id": run_id, "w_fencing": fence.fencing, "w_version": fence.version}
+        won = conn.execute(_fenced(target), params).rowcount == 1
+    else:
+        stmt = (
+            update(runs_t)
+            .where(runs_t.c.id == run_id, runs_t.c.status.in_(sources(target)), *guard)
+            .values(status=target.value, version=runs_t.c.version + 1, **audit, **values)
+        )
+        won = conn.execute(stmt).rowcount == 1
+    if won:
+        chain.flush(conn)
+    return won
+
+
+def record_events(conn: Connection, run_id: str, chain: Chain) -> None:
+    """Append audit events without a status change (a refused decision), in the caller's
+    transaction, which must hold the run row locked."""
+    conn.execute(
+        update(runs_t)
+        .where(runs_t.c.id == run_id)
+        .values(audit_seq=chain.seq, audit_head=chain.head)
+    )
+    chain.flush(conn)
+
+
+@cache
+def _fenced(target: RunStatus) -> Update:
+    """The commit's UPDATE to ``target``; its SET clause is the columns in the parameters."""
+    if RunStatus.RUNNING not in TRANSITIONS[target]:
+        raise ValueError(f"a step cannot move its run from running to {target}")
+    return update(runs_t).where(
+        runs_t.c.id == bindparam("w_id"),
+        runs_t.c.fencing == bindparam("w_fencing"),
+        runs_t.c.version == bindparam("w_version"),
+        runs_t.c.status == RunStatus.RUNNING.value,
+    )
