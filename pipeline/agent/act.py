@@ -16,7 +16,6 @@ Per call, in the order the model asked:
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +28,7 @@ from pipeline.agent.conversation import (
     tool_content,
 )
 from pipeline.errors import ToolArgumentsError
+from pipeline.jsonutil import to_json_value
 from pipeline.redact import redact, redact_text
 from pipeline.transitions import Fail, Next, Transition
 
@@ -175,8 +175,9 @@ def _run(ctx: StepContext, tool: Tool, args: dict[str, Any], name: str, key: str
         except Exception:
             raised = True
             raise
-        # Secrets a tool returns stay out of the journal and the conversation.
-        return redact(json.loads(json.dumps(value, default=str)))
+        # JSON (other objects as text), or a clear InvalidInput when too large or deep; the
+        # journal redacts secrets, so they stay out of it and out of the conversation.
+        return to_json_value(value, what=f"the result of tool {tool.name!r}", default=str)
 
     before = ctx.journal().get(name)
     try:

@@ -7,6 +7,7 @@ finish reason) before anything runs, and quoted as JSON wherever a person reads 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ STATE_KEY = "_agent"
 MAX_TOOL_OUTPUT = 32 * 1024  # bytes of a tool result sent to the model
 MAX_ID = 200  # a tool call id names a journal entry (300 characters at most)
 _OK_FINISH = ("stop", "tool_calls")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def agent_state(ctx: StepContext) -> dict[str, Any]:
@@ -67,6 +69,9 @@ def first_user_text(messages: list[dict[str, Any]]) -> str:
 def tool_content(result: Any) -> str:
     """A tool's JSON result as the tool message's text, cut to 32 KB."""
     text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
+    # A lone surrogate (valid in a JSON value, not in UTF-8) would make the message
+    # unsendable: write it as the JSON escape it stands for.
+    text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     data = text.encode()
     if len(data) <= MAX_TOOL_OUTPUT:
         return text
