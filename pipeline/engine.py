@@ -76,7 +76,7 @@ def execute_step(
     db = get_db()
     settings = get_settings()
     served = _served(workflow, step)
-    if workflow is not None and version is not None and version not in served:
+    if workflow is not None and version is not None and (workflow, version) not in served:
         _leave_for_another_worker(db, run_id, seq, workflow, version)
         return NOTHING_TO_DO
     claim = store.claim(db, run_id, seq, step, settings.lease_seconds, worker, served)
@@ -107,12 +107,12 @@ def execute_step(
                        plan.step_traceback, retry_in)
 
 
-def _served(workflow: str | None, step: str) -> tuple[int, ...]:
-    """The versions of the wake-up's workflow this process serves."""
+def _served(workflow: str | None, step: str) -> list[tuple[str, int]]:
+    """The (workflow, version) pairs this process serves that the wake-up may claim."""
     if workflow is not None:
-        return served_versions(workflow)
+        return [(workflow, v) for v in served_versions(workflow)]
     # A caller that does not say (tests, scripts): any loaded workflow with that step.
-    return tuple(sorted({f.version for f in all_workflows() if step in f.steps}))
+    return [(f.name, f.version) for f in all_workflows() if step in f.steps]
 
 
 def _leave_for_another_worker(

@@ -13,7 +13,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, bindparam, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    bindparam,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 
 from models import InboundEvent, Message, Run, StepRecord, Wait, table_of
 from pipeline.status import RunStatus, sources
@@ -66,7 +76,9 @@ _CLAIM = (
         runs_t.c.step == bindparam("w_step"),
         # Only versions this worker serves: a run of another version is left for a worker
         # that serves it (rolling deploys never fail a run).
-        runs_t.c.workflow_version.in_(bindparam("w_versions", expanding=True)),
+        tuple_(runs_t.c.workflow, runs_t.c.workflow_version).in_(
+            bindparam("w_served", expanding=True)
+        ),
         _claimable(),
     )
     .values(
@@ -117,16 +129,16 @@ class Claim:
 
 def claim(
     db: Database, run_id: str, seq: int, step: str, lease_seconds: float, owner: str,
-    versions: tuple[int, ...],
+    served: list[tuple[str, int]],
 ) -> Claim | None:
     """Lease the run for one attempt of ``step`` at ``seq``, or return None.
 
     None means there is nothing to do for this wake-up: a duplicate or stale message, a live
-    lease elsewhere, a run that is parked, finished or cancelled, or a run of a workflow
-    version not in ``versions`` (the versions this worker serves).
+    lease elsewhere, a run that is parked, finished or cancelled, or a run whose (workflow,
+    version) is not in ``served`` (what this worker serves, for this wake-up's task).
     """
     params = {"w_id": run_id, "w_seq": seq, "w_step": step, "w_owner": owner,
-              "w_lease": float(lease_seconds), "w_versions": list(versions)}
+              "w_lease": float(lease_seconds), "w_served": served}
     with db.relaxed() as conn:
         row = conn.execute(_CLAIM, params).first()
     if row is None:

@@ -184,3 +184,47 @@ def test_sleep_parks_the_run_until_due(any_db, inline):
     assert (woke_at - nap_rec.finished_at).total_seconds() >= 0.3
     events = kinds(rid)
     assert "run.sleeping" in events and "run.woken" in events
+
+
+def _two_waits_flow(seen: list, timeout: timedelta) -> str:
+    """Parks on "paid" with a deadline, then parks on "paid" again without one."""
+    name = unique("event_twice")
+    flow = Workflow(name)
+
+    @flow.step(start=True)
+    def first(ctx):
+        return WaitForEvent("paid", timeout=timeout, then="second")
+
+    @flow.step
+    def second(ctx):
+        seen.append(ctx.wait_result)
+        return WaitForEvent("paid", timeout=None, then="after")
+
+    @flow.step
+    def after(ctx):
+        seen.append(ctx.wait_result)
+        return Done(ctx.wait_result.data)
+
+    return name
+
+
+@pytest.mark.parametrize("reaper_first", [False, True], ids=["event-first", "reaper-first"])
+def test_an_event_after_the_deadline_is_kept_for_the_next_wait(any_db, inline, reaper_first):
+    seen: list = []
+    rid = start_run(_two_waits_flow(seen, timedelta(milliseconds=100)), {})
+    inline.drain()
+    assert status(rid) == "waiting"
+    import time
+
+    time.sleep(0.15)  # past the deadline
+    if reaper_first:
+        reap()
+
+    assert send_event(rid, "paid", {"amount": 5}) is False  # decided nothing: kept
+    inline.drain()
+
+    # One outcome whether or not the reaper ran first: the wait expired, the event was kept
+    # and the next wait of its name received it.
+    assert [r.decision for r in seen] == ["expired", "received"]
+    assert get_run(rid).status == "succeeded" and get_run(rid).result == {"amount": 5}
+    assert kinds(rid).count("wait.expired") == 1 and kinds(rid).count("event.received") == 1

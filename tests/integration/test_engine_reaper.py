@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from datetime import timedelta
 
 import pytest
 
@@ -96,7 +97,8 @@ def test_dead_workers_lease_expires_and_the_run_is_redriven(any_db, fast_reaper,
     rid = start_run(_flow(calls), {})
     wake = inline.queue.popleft()
     # A worker claims, then dies without committing: it never renews its 0.4 s lease.
-    dead = store.claim(get_db(), rid, wake.seq, wake.step, 0.4, "dead-worker", (1,))
+    dead = store.claim(get_db(), rid, wake.seq, wake.step, 0.4, "dead-worker",
+                       [(wake.workflow, 1)])
     assert dead is not None and get_run(rid).status == "running"
 
     # While the lease is live, neither a duplicate message nor the reaper takes the run over.
@@ -133,7 +135,8 @@ def test_a_claim_that_keeps_dying_fails_the_run_at_max_attempts(any_db, fast_rea
     rid = start_run(_flow(calls, RetryPolicy(max_attempts=2, initial_delay=0.01)), {})
     wake = inline.queue.popleft()
     for n in (1, 2):
-        claim = store.claim(get_db(), rid, wake.seq, wake.step, 0.1, f"oom-{n}", (1,))
+        claim = store.claim(get_db(), rid, wake.seq, wake.step, 0.1, f"oom-{n}",
+                            [(wake.workflow, 1)])
         assert claim is not None and claim.attempt == n
         time.sleep(0.12)  # the child is OOM-killed; its lease runs out
 
@@ -179,3 +182,83 @@ def test_republishing_backs_off_while_a_run_stays_pending(any_db, fast_reaper, i
     gaps = [round(b - a, 1) for a, b in itertools.pairwise(published)]
     assert 3 <= len(gaps) <= 4, gaps  # at about 0.3, 0.6, 1.2 and 2.4 s
     assert all(later >= 1.8 * earlier for earlier, later in itertools.pairwise(gaps[1:])), gaps
+
+
+def _sleeping_runs(inline, count: int) -> list[str]:
+    name = unique("sleepers")
+    flow = Workflow(name)
+
+    @flow.step(start=True)
+    def nap(ctx):
+        from pipeline import Sleep
+
+        return Sleep(timedelta(milliseconds=50), then="done")
+
+    @flow.step
+    def done(ctx):
+        return Done()
+
+    ids = [start_run(name, {}) for _ in range(count)]
+    inline.drain()
+    assert {get_run(r).status for r in ids} == {RunStatus.SLEEPING}
+    return ids
+
+
+def test_one_bad_row_is_logged_and_skipped_and_the_pass_goes_on(any_db, inline, caplog):
+    from sqlalchemy import insert
+
+    from models import AuditEvent, table_of
+
+    good, bad, other = _sleeping_runs(inline, 3)
+    # Corrupt one run: an audit row already sits where its next event must go, so waking it
+    # fails on the primary key (as a hand-edited or half-restored row might).
+    run = get_run(bad)
+    from pipeline.store import runs as store_runs
+
+    next_idx = len(store_runs.history(get_db(), bad)) + 1
+    with get_db().begin() as conn:
+        conn.execute(insert(table_of(AuditEvent)).values(
+            run_id=bad, idx=next_idx, kind="x", actor="x", at=run.updated_at, step=None,
+            data={}, prev_hash="", hash=""))
+    time.sleep(0.1)
+
+    report = reap()
+
+    assert report.woken == 2 and len(report.errors) == 1 and bad in report.errors[0]
+    assert get_run(good).status == "pending" and get_run(other).status == "pending"
+    assert get_run(bad).status == "sleeping"  # untouched, retried next pass
+    assert any("could not wake run" in r.getMessage() for r in caplog.records)
+    inline.drain()
+    assert get_run(good).status == "succeeded" and get_run(other).status == "succeeded"
+    # The pass and its error are on record for operators.
+    from pipeline.store import health
+
+    (reaper,) = health.reapers(get_db())
+    assert reaper.last_report["errors"] == 1 and bad in (reaper.last_error or "")
+
+
+def test_the_re_publish_query_returns_only_what_is_due_however_long_the_backlog(
+    any_db, fast_reaper, inline
+):
+    """The backoff lives in an indexed due time: 250 backlogged runs re-published recently
+    cannot hide a run whose wake-up is due (it used to wait behind the LIMIT)."""
+    from sqlalchemy import update
+
+    from models import Run, table_of
+
+    calls: list[str] = []
+    name = _flow(calls)
+    backlog = [start_run(name, {}) for _ in range(250)]
+    lost = start_run(name, {})
+    inline.queue.clear()  # every wake-up is lost
+    runs_t = table_of(Run)
+    now = get_db().now()
+    with get_db().begin() as conn:  # the backlog was re-published a moment ago
+        conn.execute(update(runs_t).where(runs_t.c.id.in_(backlog))
+                     .values(published_at=now, redispatch_at=now + timedelta(seconds=60)))
+    time.sleep(0.4)
+
+    report = reap()
+
+    assert report.republished == 1
+    assert [w.run_id for w in inline.queue] == [lost]
