@@ -43,13 +43,15 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, every: fl
 class Proc:
     """A child process with its log file; killed with its whole process group."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
-        """Start ``argv`` in its own session with ``env``, output to ``log``."""
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT
+    ) -> None:
+        """Start ``argv`` in its own session with ``env`` in ``cwd``, output to ``log``."""
         self.name = name
         self.log_path = log
         self._log = open(log, "ab")  # noqa: SIM115 - kept open for the child's lifetime
         self.popen = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            argv, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )
 
@@ -134,6 +136,16 @@ class Cluster:
         argv = [CELERY, "-A", "tasks", "beat", "--loglevel", "INFO",
                 "-s", str(self.logs / f"{name}-schedule")]
         proc = Proc(name, argv, self._env(extra_env), self.logs / f"{name}.log")
+        self.procs.append(proc)
+        return proc
+
+    def celery(
+        self, name: str, args: list[str], extra_env: dict[str, str] | None = None,
+        cwd: Path = ROOT,
+    ) -> Proc:
+        """Start ``celery -A tasks <args>`` (flower, a worker in another folder ...)."""
+        proc = Proc(name, [CELERY, "-A", "tasks", *args], self._env(extra_env),
+                    self.logs / f"{name}.log", cwd=cwd)
         self.procs.append(proc)
         return proc
 
