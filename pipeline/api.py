@@ -6,8 +6,6 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Row
-
 from pipeline import dispatch
 from pipeline.audit import find_break
 from pipeline.errors import InvalidInput, RunNotFound, WorkflowNotFound
@@ -17,6 +15,7 @@ from pipeline.settings import get_settings
 from pipeline.status import RunStatus
 from pipeline.store import decisions, get_db, runs
 from pipeline.store.db_errors import actionable
+from pipeline.store.records import RunRecord, WaitRecord
 from pipeline.views import AuditVerification, HistoryEvent, RunView, StepView, WaitResult, WaitView
 from pipeline.workflow import describe, find_workflow
 
@@ -96,7 +95,7 @@ def start_run(
     return run_id
 
 
-def _wait_view(wait: Row[Any] | None) -> WaitView | None:
+def _wait_view(wait: WaitRecord | None) -> WaitView | None:
     if wait is None:
         return None
     return WaitView(
@@ -106,7 +105,7 @@ def _wait_view(wait: Row[Any] | None) -> WaitView | None:
     )
 
 
-def _view(run: Row[Any], wait: Row[Any] | None) -> RunView:
+def _view(run: RunRecord, wait: WaitRecord | None) -> RunView:
     return RunView(
         id=run.id, workflow=run.workflow, status=RunStatus(run.status), step=run.step,
         state=run.state, wait=_wait_view(wait), result=run.result, error=run.error,

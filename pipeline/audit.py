@@ -40,15 +40,25 @@ def event_hash(
 class StoredEvent(Protocol):
     """The fields of a stored audit row that the chain covers."""
 
-    run_id: str
-    idx: int
-    kind: str
-    actor: str
-    at: datetime
-    step: str | None
-    data: dict[str, Any]
-    prev_hash: str
-    hash: str
+    # Read-only: stored rows and frozen records both satisfy it.
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def idx(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def actor(self) -> str: ...
+    @property
+    def at(self) -> datetime: ...
+    @property
+    def step(self) -> str | None: ...
+    @property
+    def data(self) -> dict[str, Any]: ...
+    @property
+    def prev_hash(self) -> str: ...
+    @property
+    def hash(self) -> str: ...
 
 
 def find_break(events: Iterable[StoredEvent]) -> tuple[int | None, str | None, int]:

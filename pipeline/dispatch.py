@@ -51,24 +51,27 @@ def _load() -> Dispatcher:
     return _dispatcher
 
 
-def queue_for(workflow: str, step: str) -> str:
-    """The Celery queue of a workflow's step: from this process, else from the database."""
+def queue_for(workflow: str, step: str, version: int | None = None) -> str:
+    """The Celery queue of a workflow version's step: from this process, else the database."""
     default = get_settings().default_queue
-    flow = find_workflow(workflow)
+    flow = find_workflow(workflow, version) or find_workflow(workflow)
     if flow is not None:
         return flow.queue_of(step, default)
-    cached = _queues.get(workflow)
+    key = f"{workflow}/{version}"
+    cached = _queues.get(key)
     if cached is None or time.monotonic() - cached[0] > _QUEUE_CACHE_SECONDS:
-        row = runs.get_workflow(get_db(), workflow)
+        row = runs.get_workflow(get_db(), workflow, version) or runs.get_workflow(
+            get_db(), workflow
+        )
         cached = (time.monotonic(), dict(row.steps) if row else {})
-        _queues[workflow] = cached
+        _queues[key] = cached
     return cached[1].get(step) or default
 
 
 def publish(wakeup: Wakeup) -> bool:
     """Publish a wake-up; False (logged) if the broker could not take it."""
     try:
-        _load()(wakeup, queue_for(wakeup.workflow, wakeup.step))
+        _load()(wakeup, queue_for(wakeup.workflow, wakeup.step, wakeup.version))
     except ConfigurationError:
         raise
     except Exception as exc:

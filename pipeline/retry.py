@@ -10,7 +10,10 @@ class RetryPolicy:
     """How often and how soon a failing step runs again.
 
     Attributes:
-        max_attempts: attempts in all, the first included; 1 means never retry.
+        max_attempts: attempts in all, the first included; 1 means never retry. An attempt
+            whose worker died (SIGKILL, out of memory) counts like one that raised, so a
+            step that kills its worker every time ends ``failed`` instead of looping. Counted
+            since the last operator retry.
         initial_delay: seconds before the second attempt.
         backoff: factor applied to the delay after each further failure.
         max_delay: upper bound of any delay, in seconds.

@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from pipeline import api, migrate
-from pipeline.cli.common import json_option, require_database, sqlite_file
+from pipeline.cli.common import json_option, require_database
 from pipeline.cli.output import echo_json, print_table, when
+from pipeline.migrate import sqlite_file
 from pipeline.settings import get_settings
 from pipeline.store import get_db, runs
 from pipeline.store.db_errors import MIGRATE_HINT, mask_url
@@ -91,19 +92,19 @@ def workflows() -> None:
 def list_workflows(as_json: bool) -> None:
     """List every registered workflow version: start step, steps' queues, when last seen."""
     require_database()
-    found = [
-        {"name": w.name, "version": w.version, "start_step": w.start_step,
-         "steps": dict(w.steps or {}), "first_seen_at": w.first_seen_at,
-         "last_seen_at": w.last_seen_at}
-        for w in runs.list_workflows(get_db())
-    ]
+    found = runs.list_workflows(get_db())
     if as_json:
-        echo_json(found)
+        echo_json([
+            {"name": w.name, "version": w.version, "start_step": w.start_step,
+             "steps": dict(w.steps), "first_seen_at": w.first_seen_at,
+             "last_seen_at": w.last_seen_at, "served_recently": w.fresh}
+            for w in found
+        ])
         return
     rows = [
-        (w["name"], w["version"], w["start_step"],
-         ", ".join(f"{step} ({queue})" for step, queue in w["steps"].items()),
-         when(w["last_seen_at"]))
+        (w.name, w.version, w.start_step,
+         ", ".join(f"{step} ({queue})" for step, queue in w.steps.items()),
+         when(w.last_seen_at))
         for w in found
     ]
     print_table(["name", "version", "start", "steps (queue)", "last seen"], rows,

@@ -18,6 +18,7 @@ from sqlalchemy import case, func, literal, select, update
 from models import Effect, Message, Run, table_of
 from pipeline.status import RunStatus
 from pipeline.store._db import Database, db_now
+from pipeline.store.records import JournalCall, from_row
 
 effects_t = table_of(Effect)
 runs_t = table_of(Run)
@@ -143,16 +144,15 @@ def usage(db: Database, run_id: str) -> tuple[int, float, int]:
     return int(row[0]), float(row[1]), int(row[2])
 
 
-def usage_by_call(db: Database, run_id: str) -> list[Any]:
+def usage_by_call(db: Database, run_id: str) -> list[JournalCall]:
     """Every journaled call of the run, in order: the ledger for timelines and proofs."""
     with db.engine.connect() as conn:
-        return list(
-            conn.execute(
-                select(effects_t)
-                .where(effects_t.c.run_id == run_id)
-                .order_by(effects_t.c.seq, effects_t.c.started_at)
-            )
+        rows = conn.execute(
+            select(effects_t)
+            .where(effects_t.c.run_id == run_id)
+            .order_by(effects_t.c.seq, effects_t.c.started_at)
         )
+        return [from_row(JournalCall, r) for r in rows]
 
 
 def load_messages(db: Database, run_id: str) -> list[dict[str, Any]]:

@@ -6,13 +6,21 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Row, func, insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from models import Effect, Run, StepRecord, Wait, WorkflowRecord, table_of
 from pipeline.status import RunStatus
 from pipeline.store._db import Database, db_now, now_plus
 from pipeline.store.audit_log import Chain, read_events
+from pipeline.store.records import (
+    AuditRecord,
+    RunRecord,
+    StepAttempt,
+    WaitRecord,
+    WorkflowVersion,
+    from_row,
+)
 
 runs_t = table_of(Run)
 waits_t = table_of(Wait)
@@ -44,20 +52,21 @@ def upsert_workflow(
 SERVED_RECENTLY = 300.0
 
 
-def get_workflow(db: Database, name: str, version: int | None = None) -> Row[Any] | None:
+def get_workflow(
+    db: Database, name: str, version: int | None = None
+) -> WorkflowVersion | None:
     """A registered workflow version, or None.
 
     Without ``version``: the newest version seen in the last :data:`SERVED_RECENTLY` seconds
     (what new runs start on), else the newest ever recorded.
     """
-    query = select(workflows_t, (workflows_t.c.last_seen_at >= now_plus(-SERVED_RECENTLY))
-                   .label("fresh")).where(workflows_t.c.name == name)
+    query = select(workflows_t, _fresh()).where(workflows_t.c.name == name)
     if version is not None:
         query = query.where(workflows_t.c.version == version)
     with db.engine.connect() as conn:
         rows = list(conn.execute(query.order_by(workflows_t.c.version.desc())))
-    fresh = [r for r in rows if r.fresh]
-    best = fresh or rows
+    found = [from_row(WorkflowVersion, r) for r in rows]
+    best = [w for w in found if w.fresh] or found
     return best[0] if best else None
 
 
@@ -67,12 +76,18 @@ def version_served_recently(db: Database, name: str, version: int) -> bool:
     return bool(found is not None and found.fresh)
 
 
-def list_workflows(db: Database) -> list[Row[Any]]:
+def list_workflows(db: Database) -> list[WorkflowVersion]:
     """All registered workflow versions, by name then newest version first."""
     with db.engine.connect() as conn:
-        return list(conn.execute(
-            select(workflows_t).order_by(workflows_t.c.name, workflows_t.c.version.desc())
-        ))
+        rows = conn.execute(
+            select(workflows_t, _fresh()).order_by(workflows_t.c.name,
+                                                   workflows_t.c.version.desc())
+        )
+        return [from_row(WorkflowVersion, r) for r in rows]
+
+
+def _fresh() -> Any:
+    return (workflows_t.c.last_seen_at >= now_plus(-SERVED_RECENTLY)).label("fresh")
 
 
 def create_run(
@@ -144,7 +159,7 @@ def _usage_columns() -> tuple[Any, Any]:
     return tokens, cost
 
 
-def get_run(db: Database, run_id: str) -> tuple[Row[Any], Row[Any] | None] | None:
+def get_run(db: Database, run_id: str) -> tuple[RunRecord, WaitRecord | None] | None:
     """A run with its token totals, and its open wait; None if there is no such run."""
     with db.engine.connect() as conn:
         run = conn.execute(
@@ -157,12 +172,12 @@ def get_run(db: Database, run_id: str) -> tuple[Row[Any], Row[Any] | None] | Non
             wait = conn.execute(
                 select(waits_t).where(waits_t.c.run_id == run_id, waits_t.c.decided_at.is_(None))
             ).first()
-    return run, wait
+    return from_row(RunRecord, run), None if wait is None else from_row(WaitRecord, wait)
 
 
 def list_runs(
     db: Database, status: str | None, workflow: str | None, limit: int
-) -> list[tuple[Row[Any], Row[Any] | None]]:
+) -> list[tuple[RunRecord, WaitRecord | None]]:
     """Runs, newest first, with their open waits."""
     query = select(runs_t, *_usage_columns()).order_by(runs_t.c.created_at.desc()).limit(limit)
     if status is not None:
@@ -177,26 +192,25 @@ def list_runs(
             for w in conn.execute(
                 select(waits_t).where(waits_t.c.run_id.in_(ids), waits_t.c.decided_at.is_(None))
             ):
-                waits[w.run_id] = w
-    return [(r, waits.get(r.id)) for r in runs]
+                waits[w.run_id] = from_row(WaitRecord, w)
+    return [(from_row(RunRecord, r), waits.get(r.id)) for r in runs]
 
 
-def history(db: Database, run_id: str) -> list[Row[Any]]:
+def history(db: Database, run_id: str) -> list[AuditRecord]:
     """The run's audit events, oldest first."""
     with db.engine.connect() as conn:
-        return read_events(conn, run_id)
+        return [from_row(AuditRecord, r) for r in read_events(conn, run_id)]
 
 
-def step_records(db: Database, run_id: str) -> list[Row[Any]]:
+def step_records(db: Database, run_id: str) -> list[StepAttempt]:
     """Every recorded step attempt of the run, in order."""
     with db.engine.connect() as conn:
-        return list(
-            conn.execute(
-                select(steps_t)
-                .where(steps_t.c.run_id == run_id)
-                .order_by(steps_t.c.seq, steps_t.c.attempt)
-            )
+        rows = conn.execute(
+            select(steps_t)
+            .where(steps_t.c.run_id == run_id)
+            .order_by(steps_t.c.seq, steps_t.c.attempt)
         )
+        return [from_row(StepAttempt, r) for r in rows]
 
 
 def run_exists(db: Database, run_id: str) -> bool:

@@ -21,6 +21,7 @@ from pipeline.status import RunStatus
 from pipeline.store._db import Database, db_now
 from pipeline.store.audit_log import Chain
 from pipeline.store.decisions import Wakeup
+from pipeline.store.records import DueWait, from_row
 from pipeline.store.transition import transition
 
 log = logging.getLogger("ravel.reaper")
@@ -134,17 +135,16 @@ def _gap(row: Row[Any], first_gap: float) -> float:
     return min(max(first_gap, waited), MAX_REDISPATCH_GAP)
 
 
-def expired_waits(db: Database) -> list[Any]:
-    """Open waits whose deadline passed, as (run_id, wait_id) rows."""
+def expired_waits(db: Database) -> list[DueWait]:
+    """Open waits whose deadline passed."""
     with db.engine.connect() as conn:
-        return list(
-            conn.execute(
-                select(waits_t.c.run_id, waits_t.c.id)
-                .where(waits_t.c.decided_at.is_(None), waits_t.c.expires_at <= db_now())
-                .order_by(waits_t.c.expires_at)
-                .limit(BATCH)
-            )
+        rows = conn.execute(
+            select(waits_t.c.run_id, waits_t.c.id)
+            .where(waits_t.c.decided_at.is_(None), waits_t.c.expires_at <= db_now())
+            .order_by(waits_t.c.expires_at)
+            .limit(BATCH)
         )
+        return [from_row(DueWait, r) for r in rows]
 
 
 def unclaimable_soon(db: Database, run_id: str, seq: int) -> None:
