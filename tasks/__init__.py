@@ -22,6 +22,9 @@ def __getattr__(name: str) -> Any:
     if name == "app":
         from tasks.app import app
 
+        # Importing the submodule bound ``tasks.app`` to it: bind the Celery app instead,
+        # as ``from tasks.app import app`` in this file used to.
+        globals()["app"] = app
         return app
     raise AttributeError(f"module 'tasks' has no attribute {name!r}")
 

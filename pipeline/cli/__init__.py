@@ -15,6 +15,7 @@ import click
 from pipeline import store
 from pipeline.cli.admin import audit, db, workflows
 from pipeline.cli.approvals import approvals, events
+from pipeline.cli.doctor import doctor
 from pipeline.cli.errors import CliError, RavelGroup
 from pipeline.cli.runs import runs
 from pipeline.settings import reload_settings
@@ -38,7 +39,7 @@ def cli(database_url: str | None, show_traceback: bool) -> None:
         store.reset_db()
 
 
-for _group in (runs, approvals, events, audit, workflows, db):
+for _group in (runs, approvals, events, audit, workflows, db, doctor):
     cli.add_command(_group)
 
 
