@@ -33,7 +33,7 @@ from pipeline.redact import redact, redact_text
 from pipeline.transitions import Fail, Next, Transition
 
 if TYPE_CHECKING:
-    from pipeline.agent.agent import Agent
+    from pipeline.agent.spec import AgentSpec
     from pipeline.agent.tools import Tool
     from pipeline.context import StepContext
     from pipeline.store.journal import JournalEntry
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ravel.agent")
 
 
-def act(agent: Agent, ctx: StepContext) -> Transition:
+def act(agent: AgentSpec, ctx: StepContext) -> Transition:
     """Answer every open tool call of the last assistant message, then reason again."""
     a = agent_state(ctx)
     pending = a.pop("pending", None) if ctx.wait_result is not None else None
@@ -67,7 +67,7 @@ def act(agent: Agent, ctx: StepContext) -> Transition:
 
 
 def _answer(
-    agent: Agent,
+    agent: AgentSpec,
     ctx: StepContext,
     a: dict[str, Any],
     call: dict[str, Any],

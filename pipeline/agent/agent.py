@@ -16,22 +16,23 @@ adds, however long the history grows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
+from types import MappingProxyType
 from typing import Any
 
-from pipeline import faults
-from pipeline.agent import gates, llm
+from pipeline.agent import gates
 from pipeline.agent.act import act
 from pipeline.agent.budget import Budget
 from pipeline.agent.conversation import agent_state, check_reply, excerpt
+from pipeline.agent.llmcall import call_llm
+from pipeline.agent.spec import AgentSpec, VerifyFn
 from pipeline.agent.tools import Tool, tool
-from pipeline.agent.verify import JUDGE_INSTRUCTIONS, VerifyFn, verify
+from pipeline.agent.verify import JUDGE_INSTRUCTIONS, verify
 from pipeline.api import start_run
 from pipeline.context import StepContext
 from pipeline.errors import ConfigurationError
 from pipeline.retry import RetryPolicy
-from pipeline.settings import get_settings
 from pipeline.transitions import Fail, Next, Transition, WaitForApproval
 from pipeline.workflow import Workflow
 
@@ -64,6 +65,10 @@ class Agent:
         operator_timeout: how long those waits stay open (None: until decided).
         version: the workflow version; bump it for changes incompatible with runs in flight.
         queue: the Celery queue of the agent's steps.
+
+    Attributes:
+        spec: the settings the act and verify steps read (an :class:`AgentSpec`).
+        workflow: the compiled workflow.
     """
 
     def __init__(
@@ -91,31 +96,56 @@ class Agent:
             raise ConfigurationError("max_turns must be >= 1 and max_repairs >= 0")
         if isinstance(operators, str) or not operators:
             raise ConfigurationError("operators must be a non-empty list of names")
-        self.name = name
-        self.instructions = instructions
-        self.tools: dict[str, Tool] = {}
+        by_name: dict[str, Tool] = {}
         for t in tools:
             made = t if isinstance(t, Tool) else tool(t)
-            if made.name in self.tools:
+            if made.name in by_name:
                 raise ConfigurationError(f"agent {name!r} has two tools named {made.name!r}")
-            self.tools[made.name] = made
-        self.model = model
-        self.verify_fn = verify
-        self.budget = budget or Budget()
+            by_name[made.name] = made
+        # The steps get this frozen view rather than the Agent, so they need not import this
+        # module back, and settings cannot change under a running workflow.
+        self.spec = AgentSpec(
+            name=name,
+            tools=MappingProxyType(by_name),
+            model=model,
+            budget=budget or Budget(),
+            max_output_tokens=max_output_tokens,
+            operators=tuple(operators),
+            operator_timeout=operator_timeout,
+            verify_fn=verify,
+            judge=bool(judge),
+            judge_instructions=judge if isinstance(judge, str) else JUDGE_INSTRUCTIONS,
+            judge_model=judge_model,
+        )
+        self.instructions = instructions
         self.max_turns = max_turns
-        self.judge = bool(judge)
-        self.judge_instructions = judge if isinstance(judge, str) else JUDGE_INSTRUCTIONS
-        self.judge_model = judge_model
         self.max_repairs = max_repairs
-        self.max_output_tokens = max_output_tokens
-        self.operators = list(operators)
-        self.operator_timeout = operator_timeout
-        self.schemas = [t.schema() for t in self.tools.values()]
+        self.schemas = [t.schema() for t in by_name.values()]
         self.workflow = Workflow(name, version, queue=queue)
         step = self.workflow.step
         step(name="reason", start=True, retry=retry or REASON_RETRY)(self._reason)
         step(name="act", retry=tool_retry)(self._act)
         step(name="verify", retry=retry or REASON_RETRY)(self._verify)
+
+    @property
+    def name(self) -> str:
+        """The agent's workflow name."""
+        return self.spec.name
+
+    @property
+    def tools(self) -> Mapping[str, Tool]:
+        """The agent's tools by name (read-only)."""
+        return self.spec.tools
+
+    @property
+    def model(self) -> str | None:
+        """The agent's model; None uses ``RAVEL_MODEL`` when the step runs."""
+        return self.spec.model
+
+    @property
+    def budget(self) -> Budget:
+        """The agent's per-run limits."""
+        return self.spec.budget
 
     def __repr__(self) -> str:
         return f"Agent({self.name!r}, tools={list(self.tools)})"
@@ -142,7 +172,8 @@ class Agent:
                 f"agent {self.name!r} made max_turns={self.max_turns} LLM calls "
                 "without an accepted answer"
             )
-        record = self.call_llm(
+        record = call_llm(
+            self.spec,
             ctx,
             a,
             f"llm:{turn}",
@@ -191,69 +222,10 @@ class Agent:
         return Next("reason")
 
     def _act(self, ctx: StepContext) -> Transition:
-        return act(self, ctx)
+        return act(self.spec, ctx)
 
     def _verify(self, ctx: StepContext) -> Transition:
-        return verify(self, ctx)
-
-    # -- LLM calls ----------------------------------------------------------------------
-
-    def call_llm(
-        self,
-        ctx: StepContext,
-        a: dict[str, Any],
-        name: str,
-        messages: list[dict[str, Any]],
-        tools: list[dict[str, Any]],
-        *,
-        model: str | None,
-        floor: int,
-        then: str,
-    ) -> dict[str, Any] | WaitForApproval:
-        """One journaled LLM call, budget-checked first; the recorded reply on a replay.
-
-        Returns:
-            The call's normalised record, or the wait that parks the run at its budget.
-
-        Raises:
-            BudgetExceeded: the call would exceed the budget (policy ``fail``).
-            LLMError: the call failed (the step's retry policy decides what follows).
-        """
-        chosen = model or get_settings().model
-        blocked = gates.llm_gate(
-            self,
-            ctx,
-            a,
-            name=name,
-            model=chosen,
-            messages=messages,
-            tools=tools,
-            floor=floor,
-            then=then,
-        )
-        if blocked is not None:
-            return blocked
-        fresh = False
-
-        def call() -> dict[str, Any]:
-            nonlocal fresh
-            fresh = True
-            return llm.complete(
-                run_id=ctx.run_id,
-                model=chosen,
-                messages=messages,
-                tools=tools,
-                max_output_tokens=self.max_output_tokens,
-            )
-
-        record: dict[str, Any] = ctx.journaled(name, "llm", call, usage=llm.usage_of)
-        if fresh:
-            # The response is journaled, the step's checkpoint not yet: a crash here must
-            # resume with the recorded response, never a second paid call.
-            faults.fault("after_llm_response_before_persist", ctx.step)
-        if a.get("grant") == name:
-            a.pop("grant")
-        return record
+        return verify(self.spec, ctx)
 
     def start(self, message: str, *, idempotency_key: str | None = None) -> str:
         """Start a run of this agent for ``message``; return the run id."""

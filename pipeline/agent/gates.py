@@ -19,14 +19,14 @@ from pipeline.errors import BudgetExceeded
 from pipeline.transitions import Fail, WaitForApproval
 
 if TYPE_CHECKING:
-    from pipeline.agent.agent import Agent
+    from pipeline.agent.spec import AgentSpec
     from pipeline.agent.tools import Tool
     from pipeline.context import StepContext
 
 BUDGET_STATE_KEY = "_budget"
 
 
-def effective_budget(agent: Agent, ctx: StepContext) -> budgets.Budget:
+def effective_budget(agent: AgentSpec, ctx: StepContext) -> budgets.Budget:
     """The agent's budget with the limits an operator set for this run."""
     return agent.budget.with_overrides(ctx.state.get(BUDGET_STATE_KEY))
 
@@ -37,7 +37,7 @@ def _will_call(ctx: StepContext, name: str) -> bool:
 
 
 def llm_gate(
-    agent: Agent,
+    agent: AgentSpec,
     ctx: StepContext,
     a: dict[str, Any],
     *,
@@ -71,7 +71,7 @@ def llm_gate(
 
 
 def tool_gate(
-    agent: Agent, ctx: StepContext, a: dict[str, Any], name: str, tool: Tool
+    agent: AgentSpec, ctx: StepContext, a: dict[str, Any], name: str, tool: Tool
 ) -> WaitForApproval | None:
     """Check ``max_tool_calls`` before tool call ``name``; None lets it through.
 
@@ -87,7 +87,7 @@ def tool_gate(
 
 
 def _over_budget(
-    agent: Agent, a: dict[str, Any], why: str, name: str, then: str
+    agent: AgentSpec, a: dict[str, Any], why: str, name: str, then: str
 ) -> WaitForApproval:
     if agent.budget.on_exceeded == "fail":
         raise BudgetExceeded(why)
@@ -151,7 +151,7 @@ def budget_decision(ctx: StepContext, a: dict[str, Any], pending: Mapping[str, A
 
 
 def ask_approval(
-    agent: Agent, a: dict[str, Any], tool: Tool, call_id: str, args: dict[str, Any]
+    agent: AgentSpec, a: dict[str, Any], tool: Tool, call_id: str, args: dict[str, Any]
 ) -> WaitForApproval:
     """Park the run on the tool's approval, showing the proposed call."""
     assert tool.approval is not None
@@ -171,7 +171,7 @@ def ask_approval(
 
 
 def ask_operator(
-    agent: Agent,
+    agent: AgentSpec,
     a: dict[str, Any],
     tool: Tool,
     call_id: str,

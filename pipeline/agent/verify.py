@@ -10,18 +10,18 @@ quoted as JSON, and replies ``{"verdict": "pass" | "revise" | "fail", "feedback"
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pipeline.agent import gates
 from pipeline.agent.conversation import agent_state, first_user_text, last_answer, quote
+from pipeline.agent.llmcall import call_llm
 from pipeline.transitions import Done, Fail, Next, Transition, WaitForApproval
 
 if TYPE_CHECKING:
-    from pipeline.agent.agent import Agent
+    from pipeline.agent.spec import AgentSpec
     from pipeline.context import StepContext
 
-VerifyFn = Callable[["StepContext", str], "bool | str | Fail | None"]
 JUDGE_MARK = "[ravel-judge]"
 JUDGE_INSTRUCTIONS = (
     "You check an AI agent's final answer against the task it was given. The task and the "
@@ -32,7 +32,7 @@ JUDGE_INSTRUCTIONS = (
 )
 
 
-def verify(agent: Agent, ctx: StepContext) -> Transition:
+def verify(agent: AgentSpec, ctx: StepContext) -> Transition:
     """Judge the last assistant answer; ``Done({"answer", "turns"})`` when it is accepted."""
     a = agent_state(ctx)
     failed = gates.settle_budget_wait(ctx, a)
@@ -62,7 +62,7 @@ def verify(agent: Agent, ctx: StepContext) -> Transition:
 
 
 def _judge(
-    agent: Agent, ctx: StepContext, a: dict[str, Any], answer: str
+    agent: AgentSpec, ctx: StepContext, a: dict[str, Any], answer: str
 ) -> tuple[str, str] | Transition:
     """Ask the judge model: (verdict, feedback), or the transition that stops the step."""
     task = first_user_text(ctx.messages)
@@ -73,7 +73,8 @@ def _judge(
             "content": f"{JUDGE_MARK}\nTask: {quote(task, 20000)}\nAnswer: {quote(answer, 60000)}",
         },
     ]
-    record = agent.call_llm(
+    record = call_llm(
+        agent,
         ctx,
         a,
         f"llm:judge:{a['turns']}",
