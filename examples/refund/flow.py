@@ -9,15 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from examples.refund.systems import fetch_order, pay_refund
-from pipeline import (
-    Done,
-    Fail,
-    Next,
-    RetryPolicy,
-    StepContext,
-    WaitForApproval,
-    Workflow,
-)
+from pipeline import Done, Fail, Next, RetryPolicy, StepContext, WaitForApproval, Workflow
 from pipeline.transitions import Transition
 
 flow = Workflow("refund", version=1)

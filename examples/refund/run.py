@@ -30,15 +30,13 @@ def wait_for(run_id: str, *statuses: str, timeout: float = 60.0) -> RunView:
         TimeoutError: it was not, after ``timeout`` seconds.
     """
     deadline = time.monotonic() + timeout
-    run = get_run(run_id)
-    while run.status not in statuses:
+    while (run := get_run(run_id)).status not in statuses:
         if time.monotonic() > deadline:
             raise TimeoutError(
                 f"run {run_id} is still {run.status} (step {run.step}) after {timeout:.0f} s; "
                 "is a worker serving examples.refund.flow running with the same "
                 "RAVEL_DATABASE_URL and RAVEL_BROKER_URL?")
         time.sleep(0.2)
-        run = get_run(run_id)
     return run
 
 
