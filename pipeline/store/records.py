@@ -120,7 +120,9 @@ class JournalCall:
     name: str
     kind: str
     status: str
+    idempotency_key: str
     calls: int
+    result: Any
     model: str | None
     tokens: int
     cost_usd: float
