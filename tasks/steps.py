@@ -15,6 +15,7 @@ import os
 from celery import Celery, Task
 from celery.exceptions import Ignore, Retry
 
+from pipeline.api import get_run
 from pipeline.engine import StepOutcome, execute_step
 from pipeline.status import RunStatus
 from pipeline.workflow import Workflow
@@ -31,20 +32,29 @@ class StepFailed(Exception):
     """
 
 
-def _failure(outcome: StepOutcome) -> StepFailed:
-    exc = StepFailed(outcome.error or "the run failed")
+def _failure(run_id: str, outcome: StepOutcome) -> StepFailed:
+    exc = StepFailed(outcome.error or _run_error(run_id))
     if outcome.traceback:
         # Shown under the exception in Celery's log and Flower's traceback field.
         exc.add_note(f"step traceback (secrets redacted):\n{outcome.traceback.rstrip()}")
     return exc
 
 
+def _run_error(run_id: str) -> str:
+    """The run's error (a step that returned ``Fail(reason)`` raised nothing)."""
+    try:
+        error = get_run(run_id).error
+    except Exception:  # monitoring only: the failure is recorded already
+        error = None
+    return error or f"run {run_id} failed"
+
+
 def _report(task: Task, run_id: str, outcome: StepOutcome) -> None:
     """Turn the outcome of a committed attempt into the task's Celery state."""
     if outcome.status is RunStatus.FAILED:
-        raise _failure(outcome)
+        raise _failure(run_id, outcome)
     if outcome.retry_in is not None:
-        failed = _failure(outcome)
+        failed = _failure(run_id, outcome)
         # Raising Retry (instead of calling task.retry) publishes nothing: the engine already
         # scheduled the retry durably. Celery acks the message and sends task-retried.
         raise Retry(f"retry in {outcome.retry_in:.1f}s: {failed}", exc=failed,

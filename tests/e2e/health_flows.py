@@ -6,7 +6,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from pipeline import Done, Sleep, StepContext, Workflow
+from pipeline import Done, Fail, Sleep, StepContext, Workflow
 from pipeline.retry import RetryPolicy
 
 busy = Workflow("hb_busy", version=1)
@@ -39,3 +39,11 @@ broken = Workflow("hb_broken", version=1)
 def call_vendor(ctx: StepContext) -> Any:
     """Always fails; the message carries a secret that must never reach Celery or Flower."""
     raise RuntimeError(f"vendor refused the order (key {ctx.state['key']})")
+
+
+refuse = Workflow("hb_refuse", version=1)
+
+
+@refuse.step(start=True)
+def decide(ctx: StepContext) -> Any:
+    return Fail("order refused: over budget")

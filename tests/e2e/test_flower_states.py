@@ -65,7 +65,9 @@ def test_flower_tells_the_truth(pg_cluster: Cluster, tmp_path: Path) -> None:
     broken = start_run("hb_broken", {"key": SECRET})
     fine = start_run("e2e_charge", {"ledger": str(tmp_path / "ledger")})
     parked = start_run("e2e_approval", {"ledger": str(tmp_path / "ledger")})
+    refused = start_run("hb_refuse", {})
     wait_for(lambda: get_run(broken).status == "failed", 30, "the broken run to fail")
+    wait_for(lambda: get_run(refused).status == "failed", 30, "the refused run to fail")
     wait_for(lambda: get_run(fine).status == "succeeded", 30, "the fine run to succeed")
     wait_for(lambda: get_run(parked).status == "waiting", 30, "the approval run to park")
 
@@ -81,6 +83,8 @@ def test_flower_tells_the_truth(pg_cluster: Cluster, tmp_path: Path) -> None:
 
     pay, receipt = _settled(url, fine, ["SUCCESS", "SUCCESS"])
     assert (pay["name"], receipt["name"]) == ("e2e_charge.pay", "e2e_charge.receipt")
+    [decide] = _settled(url, refused, ["FAILURE"])  # the step returned Fail(reason)
+    assert "order refused: over budget" in decide["exception"]
     [propose] = _settled(url, parked, ["PARKED"])
     assert propose["name"] == "e2e_approval.propose"
     # Reaper passes stay out of Flower's list.
