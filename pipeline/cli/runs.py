@@ -19,6 +19,8 @@ from pipeline.cli.output import (
     when,
 )
 from pipeline.status import RunStatus
+from pipeline.store import get_db
+from pipeline.store import runs as run_store
 from pipeline.views import RunView, StepView
 
 
@@ -66,11 +68,24 @@ def _wait_fields(run: RunView) -> list[tuple[str, Any]]:
     return fields
 
 
+def _waiting_for(run: RunView) -> list[tuple[str, Any]]:
+    """What a pending run waits for when no worker serving its version was seen recently."""
+    if run.status != RunStatus.PENDING:
+        return []
+    found = run_store.get_workflow(get_db(), run.workflow, run.workflow_version)
+    if found is not None and found.fresh:
+        return []  # queued for a worker that serves it
+    seen = f"last seen {when(found.last_seen_at)}" if found is not None else "never seen"
+    return [("note", f"waiting for a worker: no worker serves {run.workflow} "
+                     f"v{run.workflow_version} ({seen})")]
+
+
 def _show_text(run: RunView, steps: list[StepView]) -> None:
     fields: list[tuple[str, Any]] = [
         ("id", run.id),
         ("workflow", f"{run.workflow} (version {run.workflow_version})"),
         ("status", status_text(run.status)),
+        *_waiting_for(run),
         ("step", f"{run.step} (seq {run.seq}, attempt {run.attempt})"),
         ("tokens", run.tokens),
         ("cost", money(run.cost_usd)),
