@@ -18,6 +18,7 @@ the token comparison is left out (a real model's replies differ from run to run)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -30,6 +31,31 @@ HOME = Path(os.environ.get("RAVEL_DEMO_HOME", ".ravel/demo")).absolute()
 REQUEST = {"message": "We need five new MacBook Pros for the design team.",
            "requester": "dana@design"}
 SCRIPT = Path(__file__).with_name("script.json")
+
+
+def _own_environment() -> dict[str, str]:
+    """Drop the Ravel and Celery settings exported in the shell; return what was dropped.
+
+    The demo sets what its processes need. An exported ``RAVEL_WORKFLOWS`` naming the
+    reader's own module, or a ``RAVEL_DEFAULT_QUEUE`` its workers do not consume, would
+    otherwise break it.
+    """
+    dropped = {}
+    for name in list(os.environ):
+        if name.startswith(("RAVEL_", "CELERY_")) and not name.startswith("RAVEL_DEMO_"):
+            dropped[name] = os.environ.pop(name)
+    return dropped
+
+
+def _audit_command(run_id: str) -> str:
+    """The command that prints the run's history, to be copied: the venv's ``ravel``."""
+    ravel = Path(sys.executable).parent / "ravel"
+    database = HOME / "ravel.db"
+    with contextlib.suppress(ValueError):  # shorter, relative paths when under the cwd
+        ravel = ravel.relative_to(Path.cwd())
+    with contextlib.suppress(ValueError):
+        database = database.relative_to(Path.cwd())
+    return f"{ravel} --database-url sqlite:///{database} runs history {run_id}"
 
 
 def _settings_for(database: str | None) -> None:
@@ -97,6 +123,7 @@ def _script() -> dict[str, Any]:
 
 
 def main() -> int:
+    exported = _own_environment()
     shutil.rmtree(HOME, ignore_errors=True)
     HOME.mkdir(parents=True)
     scripted = not (os.environ.get("OPENAI_API_KEY") and not os.environ.get("OPENAI_BASE_URL"))
@@ -135,7 +162,7 @@ def main() -> int:
     if llm is not None:
         env.update(OPENAI_BASE_URL=llm.base_url, OPENAI_API_KEY="scripted")
     elif real_key:
-        env.update(OPENAI_API_KEY=real_key, RAVEL_MODEL=os.environ.get("RAVEL_MODEL", ""))
+        env.update(OPENAI_API_KEY=real_key, RAVEL_MODEL=exported.get("RAVEL_MODEL", ""))
     cluster = Cluster(env, HOME)
     try:
         console.print("Starting a worker (celery -A tasks worker -B, SQLite + filesystem broker)")
@@ -196,8 +223,9 @@ def main() -> int:
                                 f"billed {billed}, journaled {done.tokens}, "
                                 f"uninterrupted {reference_tokens}"))
         ok = print_proof(checks)
-        console.print(f"\nAudit it any time: [bold]ravel --database-url "
-                      f"sqlite:///{HOME / 'ravel.db'} runs history {run_id}[/bold]")
+        # One line whatever the terminal's width, so that it can be copied.
+        console.print(f"\nAudit it any time: [bold]{_audit_command(run_id)}[/bold]",
+                      soft_wrap=True)
         return 0 if ok else 1
     finally:
         cluster.stop_all()

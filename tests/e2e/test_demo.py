@@ -25,7 +25,8 @@ def _demo(tmp_path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_demo_runs_and_proves_the_story(tmp_path: Path) -> None:
-    done = _demo(tmp_path)
+    # Settings exported in the reader's shell are the demo's to override, not to die of.
+    done = _demo(tmp_path, RAVEL_WORKFLOWS="myapp.flows", RAVEL_DEFAULT_QUEUE="elsewhere")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     out = done.stdout
     assert "FAIL" not in out
@@ -35,6 +36,10 @@ def test_demo_runs_and_proves_the_story(tmp_path: Path) -> None:
         assert claim in out
     assert "SIGKILL" in out and "parked: waiting for finance-director" in out
     assert "Traceback" not in done.stderr
+    # The audit command is printed on one line, to be copied, however long its paths are.
+    [audit] = [line for line in out.splitlines() if line.startswith("Audit it any time: ")]
+    assert audit.endswith(f"--database-url sqlite:///{tmp_path / 'demo' / 'ravel.db'} runs "
+                          f"history {audit.split()[-1]}") and len(audit.split()[-1]) == 36
 
 
 def test_demo_fails_when_its_proof_does_not_hold(tmp_path: Path) -> None:
