@@ -19,6 +19,22 @@ _SECRET_KEYS = re.compile(
     r"set[_\-]cookie|credentials?)$"
 )
 MASK = "[redacted]"
+# What could make redact() change a value, as it shows in the value's lowercased JSON text
+# (json.dumps): a superset, since the letters, digits, "-" and "_" of keys and secrets are never
+# escaped. A key matches when it ends with a secret word (``$`` allows a final newline), so the
+# word is followed by the closing quote and the colon. Plain substring tests: a regex over a
+# large text costs milliseconds.
+_SECRET_HINTS = (
+    *(
+        f'{word}":'
+        for word in ("authorization", "apikey", "api_key", "token", "password", "passwd",
+                     "secret", "cookie", "credential", "credentials")
+    ),
+    '\\n":',  # any key ending in a newline
+    "sk-", "xox", "akia", "bearer", "eyj",
+    # Non-ASCII letters that case-insensitive matching equates with s, k and i, as escaped.
+    "\\u017f", "\\u212a", "\\u0130", "\\u0131",
+)
 # Characters a PostgreSQL TEXT column refuses: NUL, and lone surrogates (not UTF-8 encodable).
 _UNSTORABLE_TEXT = re.compile("[\x00\ud800-\udfff]")
 
@@ -41,6 +57,13 @@ def redact_text(text: str, limit: int = 4000) -> str:
         text = pattern.sub(MASK, text)
     text = storable_text(text.replace("\r", "\\r").replace("\n", "\\n"))
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def might_hold_secrets(json_text: str) -> bool:
+    """False when :func:`redact` would return the value of this JSON text unchanged: a cheap
+    test on the text that spares walking values that hold nothing to mask."""
+    text = json_text.lower()
+    return any(hint in text for hint in _SECRET_HINTS)
 
 
 def redact(value: Any) -> Any:

@@ -36,7 +36,7 @@ from pipeline.settings import reload_settings
 from pipeline.store import get_db
 from pipeline.testing import ScriptedLLMServer
 from tests.integration._engine_support import reap_until, status, unique
-from tests.support.agents import ledger, scripted_llm, settle, tool_messages
+from tests.support.agents import scripted_llm, settle, tool_messages
 from tests.support.agents import unique as agent_name
 
 FAST = RetryPolicy(max_attempts=3, initial_delay=0.05, backoff=1.0)
@@ -425,15 +425,13 @@ def test_llm_replies_and_tool_results_with_nul_are_journaled_once(any_db, inline
     assert run.result["answer"] == "the file says head\x00tail"
     assert raw_reads == ["/tmp/a\x00b"]
     assert llm.stats(rid)["by_turn"]["0"] == {"calls": 1, "failed_calls": 0}  # paid once
-    rows = {r.name: r for r in ledger(rid)}
-    tool_row = next(r for name, r in rows.items() if name.startswith("tool:"))
-    assert (tool_row.status, tool_row.calls) == ("done", 1)
-    assert tool_row.result == {
-        "path": "/tmp/a\x00b", "text": "head\x00tail", "odd": "\udfff", "api_key": MASK,
-    }
-    assert rows["llm:1"].result["content"] == "the file says head\x00tail"
-    assert all(r.status == "done" and r.calls == 1 for r in rows.values())
+    rows = _journal(rid)  # name: (status, calls, result)
+    tool_name = next(name for name in rows if name.startswith("tool:"))
+    expected = {"path": "/tmp/a\x00b", "text": "head\x00tail", "odd": "\udfff", "api_key": MASK}
+    assert rows[tool_name] == ("done", 1, expected)
+    assert rows["llm:1"][2]["content"] == "the file says head\x00tail"
+    assert all(status == "done" and calls == 1 for status, calls, _ in rows.values())
     content = tool_messages(rid)[0]  # JSON text, sent to the model as UTF-8
-    assert json.loads(content) == {**tool_row.result, "api_key": MASK}
+    assert json.loads(content) == expected
     assert "plain-key-2" not in content
     assert verify_audit(rid).ok

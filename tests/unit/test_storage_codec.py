@@ -16,7 +16,7 @@ from pipeline.jsonutil import (
     require_object,
     to_json_value,
 )
-from pipeline.redact import MASK, redact_text, storable_text
+from pipeline.redact import MASK, might_hold_secrets, redact, redact_text, storable_text
 from pipeline.settings import reload_settings
 from pipeline.store._db import dumps, loads
 
@@ -182,3 +182,26 @@ def test_storable_text_keeps_everything_else():
     assert storable_text("line 1\nline 2 é 😀\x00") == "line 1\nline 2 é 😀\\0"
     plain = "nothing to change\n"
     assert storable_text(plain) is plain
+
+
+SECRET_BEARING = [
+    {"api_key": 1}, {"OPENAI_API_KEY": "x"}, {"a": [{"Password": "p"}]}, {"passwd": 1},
+    {"client_secret": 1}, {"access_token": 1}, {"Set-Cookie": 1}, {"credentials": 1},
+    {"authorization": 1}, {"token\n": 1}, {"pa\u017f\u017fword": 1}, {"api_\u212aey": 1},
+    {"apiKEY": 2}, {"x": "key sk-abcdefgh12345678"}, {"x": ["Bearer\nabcdefghijkl"]},
+    {"x": "AKIAIOSFODNN7EXAMPLE"},
+    {"x": "xoxb-1234-5678-abcdefgh"}, {"x": "eyJhbGciOiJIUzI1.eyJzdWIiOiIx.dozjgNryP4J3"},
+]
+
+
+@pytest.mark.parametrize("value", SECRET_BEARING)
+def test_the_redaction_prefilter_never_skips_a_value_redact_would_change(value):
+    assert redact(value) != value
+    assert might_hold_secrets(json.dumps(value))
+    assert to_json_value(value, what="v", redact_secrets=True) == redact(value)
+
+
+def test_the_redaction_prefilter_passes_ordinary_values():
+    usage = {"prompt_tokens": 10, "total_tokens": 12, "note": "my token", "tokens": ["a"]}
+    assert not might_hold_secrets(json.dumps(usage))
+    assert to_json_value(usage, what="v", redact_secrets=True) == usage
