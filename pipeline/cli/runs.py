@@ -21,7 +21,7 @@ from pipeline.cli.output import (
 from pipeline.status import RunStatus
 from pipeline.store import get_db
 from pipeline.store import runs as run_store
-from pipeline.views import RunView, StepView
+from pipeline.views import HistoryEvent, RunView, StepView
 
 
 @click.group()
@@ -80,12 +80,48 @@ def _waiting_for(run: RunView) -> list[tuple[str, Any]]:
                      f"v{run.workflow_version} ({seen})")]
 
 
-def _show_text(run: RunView, steps: list[StepView]) -> None:
-    fields: list[tuple[str, Any]] = [
+#: one row of the steps table: an attempt with its number, or an operator's retry
+Row = tuple[StepView, int] | HistoryEvent
+
+
+def numbered(steps: list[StepView], history: list[HistoryEvent]) -> list[Row]:
+    """Step attempts numbered as ``RunView.attempt`` and ``ctx.attempt`` count them.
+
+    An attempt's number counts from 1 since the last operator retry of its step (the store
+    keeps counting across retries). Operator retries (``run.retried``) come in between, as
+    rows of their own, in the order things happened.
+    """
+    retries = sorted((e for e in history if e.kind == "run.retried"), key=lambda e: e.at)
+    base: dict[int, int] = {}
+    rows: list[Row] = []
+    last: StepView | None = None
+    for step in sorted(steps, key=lambda s: (s.finished_at, s.seq, s.attempt)):
+        while retries and retries[0].at < step.finished_at:
+            if last is not None:  # the retried step is the one whose attempt failed last
+                base[last.seq] = last.attempt
+            rows.append(retries.pop(0))
+        rows.append((step, step.attempt - base.get(step.seq, 0)))
+        last = step
+    return rows + retries
+
+
+def _last_failure(rows: list[Row]) -> tuple[StepView, int] | None:
+    """The latest attempt, if it failed with a traceback (an exception, not ``Fail``)."""
+    attempts = [r for r in rows if isinstance(r, tuple)]
+    if attempts and attempts[-1][0].status == "failed" and attempts[-1][0].traceback:
+        return attempts[-1]
+    return None
+
+
+def _aligned(pairs: list[tuple[str, Any]], width: int) -> list[tuple[str, Any]]:
+    return [(name.ljust(width), value) for name, value in pairs]
+
+
+def _show_text(run: RunView, rows: list[Row]) -> None:
+    head: list[tuple[str, Any]] = [
         ("id", run.id),
         ("workflow", f"{run.workflow} (version {run.workflow_version})"),
         ("status", status_text(run.status)),
-        *_waiting_for(run),
         ("step", f"{run.step} (seq {run.seq}, attempt {run.attempt})"),
         ("tokens", run.tokens),
         ("cost", money(run.cost_usd)),
@@ -94,19 +130,32 @@ def _show_text(run: RunView, steps: list[StepView]) -> None:
         *_wait_fields(run),
     ]
     if run.error:
-        fields.append(("error", run.error))
+        head.append(("error", run.error))
+    failure = _last_failure(rows)
+    if failure is not None:
+        head.append(("traceback", f"of seq {failure[0].seq}, attempt {failure[1]}:"))
+    tail: list[tuple[str, Any]] = []
     if run.result is not None:
-        fields.append(("result", compact(run.result)))
-    fields += [("input", compact(run.input)), ("state", compact(run.state))]
-    print_fields(fields)
+        tail.append(("result", compact(run.result)))
+    tail += [("input", compact(run.input)), ("state", compact(run.state))]
+    width = max(len(name) for name, _ in head + tail)
+    print_fields(_aligned(head, width))
+    if failure is not None:
+        # Under the error, as Python prints it, so that it reads (and copies) as usual.
+        click.echo("\n".join("  " + line for line in str(failure[0].traceback).splitlines()))
+    print_fields(_aligned(tail, width))
     click.echo()
-    rows = [
-        (s.seq, s.attempt, s.step, s.status, s.outcome, s.worker, when(s.started_at),
-         when(s.finished_at), s.error)
-        for s in steps
-    ]
+    cells: list[tuple[Any, ...]] = []
+    for row in rows:
+        if isinstance(row, HistoryEvent):
+            cells.append((None, None, row.step, f"retried by {row.actor}", None, None, None,
+                          when(row.at), None))
+            continue
+        s, attempt = row
+        cells.append((s.seq, attempt, s.step, s.status, s.outcome, s.worker, when(s.started_at),
+                      when(s.finished_at), s.error))
     print_table(["seq", "attempt", "step", "status", "outcome", "worker", "started",
-                 "finished", "error"], rows, title="steps", empty="no step has run yet",
+                 "finished", "error"], cells, title="steps", empty="no step has run yet",
                 no_wrap=("started", "finished"))
 
 
@@ -117,11 +166,13 @@ def show(run_id: str, as_json: bool) -> None:
     """Show everything about one run: status, open wait, state, result, step attempts."""
     require_database()
     run = api.get_run(run_id)
-    steps = api.run_steps(run.id)
+    rows = numbered(api.run_steps(run.id), api.run_history(run.id))
     if as_json:
-        echo_json({**to_jsonable(run), "steps": to_jsonable(steps)})
+        # Step attempts numbered as the run's own attempt, as the text shows them.
+        steps = [{**to_jsonable(r[0]), "attempt": r[1]} for r in rows if isinstance(r, tuple)]
+        echo_json({**to_jsonable(run), "steps": steps})
         return
-    _show_text(run, steps)
+    _show_text(run, rows)
 
 
 @runs.command()
@@ -164,8 +215,9 @@ def retry(
     if as_json:
         echo_json(run)
         return
-    patched = f", state keys patched: {', '.join(sorted(patch))}" if patch else ""
-    click.echo(f"run {run.id} retried by {actor}: {run.status} at step {run.step}{patched}")
+    patched = f"; state keys patched: {', '.join(sorted(patch))}" if patch else ""
+    click.echo(f"run {run.id} will retry step {run.step} (attempt {run.attempt + 1} after the "
+               f"retry), retried by {actor}{patched}")
 
 
 @runs.command()

@@ -13,7 +13,16 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, inspect, text
 
-from pipeline import Done, WaitForApproval, Workflow, get_run, run_history, start_run, store
+from pipeline import (
+    Done,
+    RetryPolicy,
+    WaitForApproval,
+    Workflow,
+    get_run,
+    run_history,
+    start_run,
+    store,
+)
 from pipeline.cli import cli
 from pipeline.settings import reload_settings
 from tests.support.services import PG_ADMIN_URL, create_database, drop_database, pg_available
@@ -32,6 +41,16 @@ def ask(ctx: Any) -> Any:
 @flow.step
 def buy(ctx: Any) -> Any:
     return Done({"decision": ctx.wait_result.decision, "by": ctx.wait_result.actor})
+
+
+flaky = Workflow("cli_pg_flaky", version=1, retry=RetryPolicy(max_attempts=1))
+
+
+@flaky.step(start=True)
+def charge(ctx: Any) -> Any:
+    if not ctx.state.get("fixed"):
+        raise RuntimeError("card processor down")
+    return Done({"attempt": ctx.attempt})
 
 
 def invoke(*args: str, code: int = 0) -> Result:
@@ -64,6 +83,22 @@ def test_approval_flow_on_postgresql(pg_db: str, inline: Any) -> None:
     kinds = [e["kind"] for e in json.loads(invoke("runs", "history", rid, "--json").stdout)]
     assert kinds == [e.kind for e in run_history(rid)]
     assert {"wait.refused", "wait.approved", "run.succeeded"} <= set(kinds)
+
+
+def test_retry_and_attempt_numbers_on_postgresql(pg_db: str, inline: Any) -> None:
+    rid = start_run("cli_pg_flaky", {})
+    inline.drain()
+    shown = CliRunner().invoke(cli, ["runs", "show", rid]).stdout
+    assert "charge (seq 0, attempt 1)" in shown and "RuntimeError: card processor down" in shown
+    assert "  Traceback (most recent call last):" in shown
+
+    out = invoke("runs", "retry", rid, "--patch", '{"fixed": true}').stdout
+    assert f"run {rid} will retry step charge (attempt 1 after the retry)" in out
+    inline.drain()
+    steps = json.loads(CliRunner().invoke(cli, ["runs", "show", rid, "--json"]).stdout)["steps"]
+    assert [(s["attempt"], s["status"]) for s in steps] == [(1, "failed"), (1, "succeeded")]
+    assert get_run(rid).result == {"attempt": 1}
+    assert "retried by cli:" in invoke("runs", "show", rid).stdout
 
 
 def test_audit_verify_detects_an_edited_row_on_postgresql(pg_db: str, inline: Any) -> None:

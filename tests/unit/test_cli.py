@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -18,6 +19,8 @@ from sqlalchemy import create_engine, inspect, text
 from pipeline import (
     Done,
     Fail,
+    Next,
+    RetryPolicy,
     WaitForApproval,
     WaitForEvent,
     Workflow,
@@ -54,6 +57,21 @@ def charge(ctx: Any) -> Any:
     if not ctx.state.get("card_ok"):
         return Fail("card declined")
     return Done({"charged": ctx.state["amount"]})
+
+
+boom_flow = Workflow("cli_boom", version=1, retry=RetryPolicy(max_attempts=1))
+
+
+@boom_flow.step(start=True)
+def prepare(ctx: Any) -> Any:
+    return Next("pay")
+
+
+@boom_flow.step
+def pay(ctx: Any) -> Any:
+    if not ctx.state.get("card_ok"):
+        raise RuntimeError("card processor down")
+    return Done({"paid_on_attempt": ctx.attempt})
 
 
 event_flow = Workflow("cli_event", version=1)
@@ -270,13 +288,55 @@ def test_retry_with_a_patch_resumes_the_failed_run(sqlite_db: str, inline: Any) 
     assert get_run(rid).status == "failed"
 
     out = ravel("runs", "retry", rid, "--actor", "ops:ann", "--patch", '{"card_ok": true}')
-    assert "retried by ops:ann" in out.stdout and "card_ok" in out.stdout
+    assert out.stdout == (f"run {rid} will retry step charge (attempt 1 after the retry), "
+                          "retried by ops:ann; state keys patched: card_ok\n")
     run = get_run(rid)
     assert run.status == "pending" and run.state["card_ok"] is True and run.error is None
     inline.drain()
     assert get_run(rid).status == "succeeded" and get_run(rid).result == {"charged": 30}
     retried = [e for e in run_history(rid) if e.kind == "run.retried"]
     assert [(e.actor, e.data["patched_keys"]) for e in retried] == [("ops:ann", ["card_ok"])]
+
+
+def test_show_numbers_attempts_as_the_run_does_and_shows_the_traceback(
+    sqlite_db: str, inline: Any
+) -> None:
+    rid = start_run("cli_boom", {})
+    inline.drain()
+    run = get_run(rid)
+    assert (run.status, run.step, run.attempt) == ("failed", "pay", 1)
+
+    shown = CliRunner().invoke(cli, ["runs", "show", rid])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.splitlines()
+    assert "pay (seq 1, attempt 1)" in shown.stdout
+    error = next(i for i, line in enumerate(lines) if line.startswith("error "))
+    assert lines[error].endswith("RuntimeError: card processor down")
+    # The failed attempt's traceback, right under the error, down to the raising line.
+    assert lines[error + 1].split() == ["traceback", "of", "seq", "1,", "attempt", "1:"]
+    assert lines[error + 2] == "  Traceback (most recent call last):"
+    trace = lines[error + 2:next(i for i, line in enumerate(lines) if line.startswith("input"))]
+    assert any("in pay" in line for line in trace) and "card processor down" in trace[-1]
+
+    out = ravel("runs", "retry", rid, "--actor", "ops:ann", "--patch", '{"card_ok": true}')
+    assert f"run {rid} will retry step pay (attempt 1 after the retry)" in out.stdout
+    assert get_run(rid).attempt == 0  # not attempted yet since the retry
+    inline.drain()
+    run = get_run(rid)
+    assert run.status == "succeeded" and run.result == {"paid_on_attempt": 1}
+    assert run.attempt == 1
+
+    text = ravel("runs", "show", rid).stdout
+    assert re.search(r"pay \(seq \d+, attempt 1\)", text) and "Traceback" not in text
+    rows = [line.split("│")[1:-1] for line in text.splitlines() if line.startswith("│")]
+    cells = [[c.strip() for c in row[:4]] for row in rows]
+    assert cells == [["0", "1", "prepare", "succeeded"], ["1", "1", "pay", "failed"],
+                     ["-", "-", "pay", "retried by ops:ann"], ["1", "1", "pay", "succeeded"]]
+    as_json = json.loads(CliRunner().invoke(cli, ["runs", "show", rid, "--json"]).stdout)
+    assert as_json["attempt"] == 1
+    assert [(s["seq"], s["attempt"], s["status"]) for s in as_json["steps"]] == [
+        (0, 1, "succeeded"), (1, 1, "failed"), (1, 1, "succeeded")]
+    assert "card processor down" in as_json["steps"][1]["traceback"]
 
 
 def test_retry_with_a_patch_file(sqlite_db: str, inline: Any, tmp_path: Path) -> None:
