@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from models import Effect, Run
@@ -30,6 +31,7 @@ from pipeline import (
     tool,
     verify_audit,
 )
+from pipeline.cli import cli
 from pipeline.errors import ValueTooLarge
 from pipeline.redact import MASK
 from pipeline.settings import reload_settings
@@ -144,6 +146,9 @@ def test_nul_in_state_messages_audit_and_done_result_round_trips(any_db, inline)
     assert [e.data for e in custom] == [{"note\x00": "value\x00\udc00"}]
     check = verify_audit(rid)
     assert check.ok and check.events == len(run_history(rid)), check
+    verified = CliRunner().invoke(cli, ["audit", "verify", rid])
+    assert verified.exit_code == 0, verified.output
+    assert f"verified: {check.events} events" in verified.stdout
 
 
 def test_nul_in_wait_data_prompt_decision_and_event_payload(any_db, inline):
