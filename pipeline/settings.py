@@ -53,6 +53,28 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+#: URL schemes of the databases Ravel runs on (PostgreSQL through psycopg2, SQLite).
+SUPPORTED_DATABASES = ("postgresql", "postgres", "postgresql+psycopg2", "sqlite",
+                       "sqlite+pysqlite")
+
+
+def supported_database_url(url: str) -> str:
+    """``url`` pinned to psycopg2, or a :class:`ConfigurationError` for another database.
+
+    Without this check a ``mysql://`` URL fails later with a driver import error
+    (``No module named 'MySQLdb'``) that says nothing about what Ravel supports.
+    """
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in SUPPORTED_DATABASES:
+        # Only the scheme is shown: the rest of the URL may hold a password.
+        what = f"{scheme}://" if scheme else "URL (no scheme://)"
+        raise ConfigurationError(
+            f"unsupported database {what} in RAVEL_DATABASE_URL; Ravel supports "
+            "postgresql:// (production) and sqlite:/// (embedded default)"
+        )
+    return normalise_database_url(url)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Ravel's configuration. Build it with :func:`get_settings`, which reads the environment.
@@ -120,7 +142,7 @@ def _read() -> Settings:
     default_queue = os.environ.get("RAVEL_DEFAULT_QUEUE") or "ravel"
     return Settings(
         home=home,
-        database_url=normalise_database_url(database_url),
+        database_url=supported_database_url(database_url),
         broker_url=broker_url,
         workflows=tuple(m.strip() for m in modules.split(",") if m.strip()),
         default_queue=default_queue,

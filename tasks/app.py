@@ -66,7 +66,18 @@ def create_app() -> Celery:
     return celery
 
 
-app = create_app()
+def _create_or_refuse() -> Celery:
+    try:
+        return create_app()
+    except ConfigurationError as exc:
+        if "celery.bin.celery" not in sys.modules:
+            raise  # an app process that publishes wake-ups gets the exception itself
+        # `celery -A tasks ...` would bury this under "Unable to load celery application"
+        # and a traceback: a bad setting gets one line and exit code 1, as startup checks do.
+        sys.exit(f"ravel cannot start: {exc}")
+
+
+app = _create_or_refuse()
 _heartbeat: Heartbeat | None = None
 
 

@@ -31,7 +31,7 @@ from pipeline import (
     store,
 )
 from pipeline.cli import cli
-from pipeline.settings import reload_settings
+from pipeline.settings import get_settings, reload_settings
 
 approval_flow = Workflow("cli_approval", version=2)
 
@@ -461,6 +461,20 @@ def test_an_unmigrated_database_gets_the_upgrade_hint(own_url: None, tmp_path: P
     line = ravel_fails("--database-url", f"sqlite:///{missing}", "approvals", "list")
     assert "run `ravel db upgrade`" in line
     assert not missing.exists() and not missing.parent.exists()
+
+
+@pytest.mark.parametrize("args", [["runs", "list"], ["db", "upgrade"], ["approvals", "list"]])
+def test_an_unsupported_database_is_one_line(
+    own_url: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, args: list[str]
+) -> None:
+    expected = ("error: unsupported database mysql:// in RAVEL_DATABASE_URL; Ravel supports "
+                "postgresql:// (production) and sqlite:/// (embedded default)")
+    assert ravel_fails("--database-url", "mysql://ravel:s3cret@db/ravel", *args) == expected
+    monkeypatch.setenv("RAVEL_DATABASE_URL", "mysql+pymysql://ravel:s3cret@db/ravel")
+    get_settings.cache_clear()  # as in a process started with it
+    line = ravel_fails(*args)
+    assert "unsupported database mysql+pymysql://" in line and "s3cret" not in line
+    monkeypatch.setenv("RAVEL_DATABASE_URL", f"sqlite:///{tmp_path / 'unused.db'}")
 
 
 def test_db_upgrade_creates_the_tables(own_url: None, tmp_path: Path) -> None:

@@ -114,3 +114,42 @@ def test_database_url_is_pinned_to_psycopg2(url, expected):
 def test_home_is_absolute(env):
     env.setenv("RAVEL_HOME", "relative/dir")
     assert reload_settings().home == Path("relative/dir").absolute()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["mysql://ravel:s3cret@db/ravel", "mysql+pymysql://u@h/db", "mssql+pyodbc://u:s3cret@dsn",
+     "oracle://u@h/db", "postgresql+asyncpg://u@h/db", "ravel.db", "  "],
+)
+def test_an_unsupported_database_is_refused_in_one_line(env, url):
+    env.setenv("RAVEL_DATABASE_URL", url)
+    with pytest.raises(ConfigurationError) as info:
+        reload_settings()
+    message = str(info.value)
+    assert message.startswith("unsupported database ")
+    assert message.endswith("in RAVEL_DATABASE_URL; Ravel supports postgresql:// (production) "
+                            "and sqlite:/// (embedded default)")
+    assert "\n" not in message and "s3cret" not in message
+    if "://" in url:
+        assert f" {url.split('://')[0]}:// " in message
+
+
+def test_an_unsupported_database_is_refused_by_the_api(env):
+    from pipeline import api, store
+
+    env.setenv("RAVEL_DATABASE_URL", "mysql://u@h/db")
+    get_settings.cache_clear()  # as in a process started with it
+    store.reset_db()
+    with pytest.raises(ConfigurationError, match=r"unsupported database mysql://"):
+        api.list_runs()
+    store.reset_db()
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite:///x.db", "sqlite://", "sqlite+pysqlite:///x.db", "postgres://u@h/db",
+            "postgresql+psycopg2://u@h/db"],
+)
+def test_supported_databases_are_accepted(env, url):
+    env.setenv("RAVEL_DATABASE_URL", url)
+    assert reload_settings().database_url.split("://")[0] in ("sqlite", "sqlite+pysqlite",
+                                                              "postgresql+psycopg2")
