@@ -29,6 +29,7 @@ from pipeline.errors import (
     PipelineError,
     RunNotFound,
     StoreUnavailable,
+    ValueTooLarge,
     WaitAlreadyDecided,
     WaitExpired,
     WorkflowNotFound,
@@ -55,5 +56,5 @@ __all__ = [
     # errors
     "PipelineError", "RunNotFound", "WorkflowNotFound", "InvalidInput", "InvalidTransition",
     "InvalidStepResult", "NotWaiting", "NotAuthorized", "WaitAlreadyDecided", "WaitExpired",
-    "DatabaseNotMigrated", "StoreUnavailable", "BudgetExceeded",
+    "DatabaseNotMigrated", "StoreUnavailable", "BudgetExceeded", "ValueTooLarge",
 ]

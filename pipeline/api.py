@@ -11,6 +11,7 @@ from pipeline.audit import find_break
 from pipeline.errors import InvalidInput, RunNotFound, WorkflowNotFound
 from pipeline.jsonutil import Limit, require_object, to_json_value
 from pipeline.principals import group_names
+from pipeline.redact import storable_text
 from pipeline.settings import get_settings
 from pipeline.status import RunStatus
 from pipeline.store import decisions, get_db, runs
@@ -33,10 +34,17 @@ def _run_id(run_id: Any) -> str:
                           "'0b7c5e0e-3f7a-4c53-9a43-6c2f1e8d9b10')") from None
 
 
+def _name(value: Any, what: str, example: str) -> str:
+    """A name bound for a text column: 1-200 printable characters (no NUL, no surrogates)."""
+    if (not isinstance(value, str) or not value.strip() or len(value) > 200
+            or storable_text(value) != value):
+        raise InvalidInput(f"{what} must be a non-empty name of at most 200 characters, "
+                           f"without NUL or unpaired surrogates (e.g. {example!r})")
+    return value
+
+
 def _actor(actor: Any) -> str:
-    if not isinstance(actor, str) or not actor.strip() or len(actor) > 200:
-        raise InvalidInput("actor must be a non-empty name of at most 200 characters")
-    return actor
+    return _name(actor, "actor", "alice")
 
 
 def _workflow_spec(name: str) -> tuple[int, str]:
@@ -216,8 +224,7 @@ def send_event(run_id: str, name: str, payload: Any = None, *, actor: str = "api
     the event waits for the next ``WaitForEvent`` of its name.
     """
     rid = _run_id(run_id)
-    if not isinstance(name, str) or not 0 < len(name) <= 200:
-        raise InvalidInput("the event name must be a string of 1 to 200 characters")
+    _name(name, "the event name", "payment_received")
     value = to_json_value(payload, what="the event payload", limit=Limit.INPUT)
     delivery = decisions.send_event(get_db(), rid, name, value, _actor(actor))
     if delivery.wakeup is not None:
@@ -253,7 +260,7 @@ def cancel_run(run_id: str, actor: str, reason: str = "cancelled by operator") -
     that already succeeded or failed.
     """
     rid = _run_id(run_id)
-    decisions.cancel(get_db(), rid, _actor(actor), str(reason)[:2000])
+    decisions.cancel(get_db(), rid, _actor(actor), storable_text(str(reason))[:2000])
     return get_run(rid)
 
 

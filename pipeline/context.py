@@ -103,7 +103,8 @@ class StepContext:
 
         A result already journaled (by an earlier attempt) is returned without calling
         ``fn``. If ``fn`` raises, nothing is recorded and the exception fails the attempt.
-        The returned value is the JSON form of ``fn``'s result, the same on every attempt.
+        The returned value is the JSON form of ``fn``'s result with secret-named keys
+        redacted, as journaled: the same on every attempt.
         """
         return self.journaled(name, "effect", lambda: fn(*args, **kwargs))
 

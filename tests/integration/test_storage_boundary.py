@@ -440,3 +440,26 @@ def test_llm_replies_and_tool_results_with_nul_are_journaled_once(any_db, inline
     assert json.loads(content) == expected
     assert "plain-key-2" not in content
     assert verify_audit(rid).ok
+
+
+@pytest.mark.parametrize("bad", ["ali\x00ce", "\ud800", "", " " * 3, "x" * 201])
+def test_names_bound_for_text_columns_are_refused_clearly(any_db, inline, bad):
+    from pipeline import cancel_run
+
+    name = unique("names")
+    flow = Workflow(name)
+
+    @flow.step(start=True)
+    def park(ctx):
+        return WaitForEvent("go", then="park")
+
+    rid = start_run(name, {})
+    inline.drain()
+    before = [e.kind for e in run_history(rid)]
+    with pytest.raises(InvalidInput, match="NUL or unpaired surrogates"):
+        send_event(rid, bad, {})
+    with pytest.raises(InvalidInput, match="actor"):
+        cancel_run(rid, bad)
+    assert [e.kind for e in run_history(rid)] == before and get_run(rid).status == "waiting"
+    cancel_run(rid, "ops", "reason with \x00 NUL")  # free text is made storable instead
+    assert "\\0" in get_run(rid).error
