@@ -122,6 +122,7 @@ def _show_text(run: RunView, rows: list[Row]) -> None:
         ("id", run.id),
         ("workflow", f"{run.workflow} (version {run.workflow_version})"),
         ("status", status_text(run.status)),
+        *_waiting_for(run),
         ("step", f"{run.step} (seq {run.seq}, attempt {run.attempt})"),
         ("tokens", run.tokens),
         ("cost", money(run.cost_usd)),
