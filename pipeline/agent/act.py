@@ -16,7 +16,10 @@ Per call, in the order the model asked:
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import logging
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from pipeline.agent import gates
@@ -154,6 +157,22 @@ def _resolve_unknown(
     return _run(ctx, tool, args, name, str(decision["idempotency_key"]))
 
 
+_TEXT_TYPES = (datetime.date, datetime.time, decimal.Decimal, uuid.UUID)
+
+
+def _as_text(value: Any) -> str:
+    """Dates, times, decimals and UUIDs as their text; anything else is refused.
+
+    ``str()`` of a set or an arbitrary object ("<Order object at 0x7f...>") would reach the
+    model as meaningless text: the tool's author is told instead.
+    """
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, _TEXT_TYPES):
+        return str(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 def _failure_marker(name: str, calls: int) -> str:
     return f"{name}!raised{calls}"
 
@@ -175,9 +194,9 @@ def _run(ctx: StepContext, tool: Tool, args: dict[str, Any], name: str, key: str
         except Exception:
             raised = True
             raise
-        # JSON (other objects as text), or a clear InvalidInput when too large or deep; the
-        # journal redacts secrets, so they stay out of it and out of the conversation.
-        return to_json_value(value, what=f"the result of tool {tool.name!r}", default=str)
+        # JSON, or a clear InvalidInput when not JSON, too large or too deep; the journal
+        # redacts secrets, so they stay out of it and out of the conversation.
+        return to_json_value(value, what=f"the result of tool {tool.name!r}", default=_as_text)
 
     before = ctx.journal().get(name)
     try:

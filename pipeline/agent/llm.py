@@ -24,6 +24,7 @@ import openai
 from openai import OpenAI
 
 from pipeline.agent import pricing
+from pipeline.agent.replycap import HEADERS, ReplyTooLarge, http_client
 from pipeline.errors import LLMError
 from pipeline.redact import redact, redact_text
 from pipeline.settings import Settings, get_settings
@@ -72,6 +73,9 @@ def get_client() -> OpenAI:
                 base_url=settings.openai_base_url,
                 max_retries=0,
                 timeout=openai.Timeout(request_timeout(settings.step_time_limit), connect=5.0),
+                # Replies over a size cap are refused unread, not held in memory whole.
+                http_client=http_client(),
+                default_headers=HEADERS,
             )
             _clients[cache_key] = client
     return client
@@ -126,6 +130,9 @@ def classify(exc: openai.OpenAIError) -> LLMError:
     problem, and any other 4xx is permanent. ``x-should-retry: true|false`` overrides the
     status, as the SDK's own retry logic does.
     """
+    if isinstance(exc, ReplyTooLarge):
+        # No model writes that much: a broken server or proxy, which a retry would pay again.
+        return LLMError(str(exc), retryable=False)
     if isinstance(exc, openai.APITimeoutError):
         return LLMError("the LLM request timed out (it may still have been billed)", retryable=True)
     if isinstance(exc, openai.APIConnectionError):
