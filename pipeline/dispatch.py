@@ -17,7 +17,7 @@ from pipeline.errors import ConfigurationError
 from pipeline.settings import get_settings
 from pipeline.store import get_db, runs
 from pipeline.store.decisions import Wakeup
-from pipeline.workflow import find_workflow
+from pipeline.workflow import find_workflow, versioned_queue
 
 log = logging.getLogger("ravel.dispatch")
 
@@ -51,12 +51,13 @@ def _load() -> Dispatcher:
     return _dispatcher
 
 
-def queue_for(workflow: str, step: str, version: int | None = None) -> str:
-    """The Celery queue of a workflow version's step: from this process, else the database."""
+def queue_for(workflow: str, step: str, version: int) -> str:
+    """The broker queue of a workflow version's step (see :func:`versioned_queue`): from
+    this process, else as a worker recorded it in the database."""
     default = get_settings().default_queue
-    flow = find_workflow(workflow, version) or find_workflow(workflow)
+    flow = find_workflow(workflow, version)
     if flow is not None:
-        return flow.queue_of(step, default)
+        return flow.broker_queue(step, default)
     key = f"{workflow}/{version}"
     cached = _queues.get(key)
     if cached is None or time.monotonic() - cached[0] > _QUEUE_CACHE_SECONDS:
@@ -65,7 +66,7 @@ def queue_for(workflow: str, step: str, version: int | None = None) -> str:
         )
         cached = (time.monotonic(), dict(row.steps) if row else {})
         _queues[key] = cached
-    return cached[1].get(step) or default
+    return versioned_queue(cached[1].get(step) or default, version)
 
 
 def publish(wakeup: Wakeup) -> bool:

@@ -96,12 +96,26 @@ class Workflow:
         return register(fn) if fn is not None else register
 
     def queue_of(self, step: str, default: str) -> str:
-        """The Celery queue of ``step``."""
+        """The queue configured for ``step`` (its own, the workflow's, or ``default``)."""
         found = self.steps.get(step)
         return (found.queue if found else None) or self.queue or default
 
+    def broker_queue(self, step: str, default: str) -> str:
+        """The broker queue its wake-ups go to: the configured queue, per version."""
+        return versioned_queue(self.queue_of(step, default), self.version)
+
     def __repr__(self) -> str:
         return f"Workflow({self.name!r}, version={self.version}, steps={list(self.steps)})"
+
+
+def versioned_queue(queue: str, version: int) -> str:
+    """The broker queue of a workflow version's steps: ``<queue>.v<version>``.
+
+    Each version has its own queue and a worker consumes only the queues of the versions it
+    serves, so a wake-up reaches only a worker that can run it: during a rolling deploy a
+    worker serving v2 never takes (and has to leave) a v1 run's wake-up.
+    """
+    return f"{queue}.v{version}"
 
 
 def get_workflow(name: str, version: int | None = None) -> Workflow:

@@ -6,19 +6,20 @@ import importlib
 import logging
 import os
 import sys
+import traceback
 from typing import Any
 
 from celery import Celery, signals
-from kombu.entity import Queue
 
 from pipeline import dispatch, store
 from pipeline.errors import ConfigurationError
 from pipeline.reaper import register_workflows
+from pipeline.redact import redact_text
 from pipeline.settings import get_settings
 from pipeline.workflow import all_workflows
 from tasks import dispatch as celery_dispatch
 from tasks import startup
-from tasks.config import celery_config
+from tasks.config import celery_config, task_queue
 from tasks.heartbeat import Heartbeat
 from tasks.reaper import quiet_reaper_logs, register_reaper
 from tasks.steps import register_step_tasks
@@ -37,6 +38,24 @@ def _load_workflows(modules: tuple[str, ...]) -> None:
             raise ConfigurationError(
                 f"RAVEL_WORKFLOWS names {name!r}, which cannot be imported: {exc}"
             ) from exc
+        except Exception as exc:
+            # A module that raises as it loads (a missing setting, a bug): refuse to start
+            # rather than serve the other modules' workflows without it; say where, in a line.
+            raise ConfigurationError(
+                f"RAVEL_WORKFLOWS names {name!r}, which raised {type(exc).__name__} on import: "
+                f"{redact_text(str(exc), 500)}{_raised_at(name, exc)}"
+            ) from exc
+
+
+def _raised_at(module: str, exc: Exception) -> str:
+    """Where in ``module`` the import failed (the line of the module's own file)."""
+    if isinstance(exc, SyntaxError):  # its message names the file and line already
+        return ""
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = module.replace(".", os.sep)
+    in_module = [f for f in frames if f.filename.endswith((f"{own}.py", f"{own}/__init__.py"))]
+    frame = (in_module or frames)[-1]
+    return f" ({frame.filename}, line {frame.lineno})"
 
 
 def _mask(url: str) -> str:
@@ -54,11 +73,13 @@ def create_app() -> Celery:
     _load_workflows(settings.workflows)
     celery = Celery("ravel")
     celery.conf.update(celery_config(settings))
+    # The default queue stays consumed for tasks sent there by hand; step wake-ups go to
+    # per-version queues, so a worker only receives runs of the versions it serves.
     queues = {settings.default_queue, settings.reaper_queue}
     for flow in all_workflows():
-        queues.update(flow.queue_of(s, settings.default_queue) for s in flow.steps)
+        queues.update(flow.broker_queue(s, settings.default_queue) for s in flow.steps)
     # Without explicit queues a worker would consume only the default queue.
-    celery.conf.task_queues = [Queue(q) for q in sorted(queues)]
+    celery.conf.task_queues = [task_queue(q, settings) for q in sorted(queues)]
     register_step_tasks(celery, all_workflows())
     register_reaper(celery, settings)
     quiet_reaper_logs()
@@ -93,7 +114,24 @@ def _before_consuming(instance: Any, **_: Any) -> None:
     # Logging is set up, the pool and the consumer are not started yet: the last moment to
     # refuse to serve, and to add the reaper queue to a `-Q` list that left it out.
     startup.check_database("worker")
-    instance.app.amqp.queues.select_add(get_settings().reaper_queue)
+    settings = get_settings()
+    queues = instance.app.amqp.queues
+    # The declaration, not the name: a name would re-add it as a plain (classic) queue.
+    queues.select_add(task_queue(settings.reaper_queue, settings))
+    _select_versions_of(queues, settings)
+
+
+def _select_versions_of(queues: Any, settings: Any) -> None:
+    """`-Q llm` names the queue a step is configured with; its wake-ups travel in one queue
+    per workflow version (``llm.v1``, ``llm.v2``): consume those of the versions served."""
+    if queues._consume_from is None:  # no -Q: every queue of task_queues is consumed
+        return
+    selected = set(queues._consume_from)
+    for flow in all_workflows():
+        for step in flow.steps:
+            if flow.queue_of(step, settings.default_queue) in selected:
+                queues.select_add(task_queue(flow.broker_queue(step, settings.default_queue),
+                                             settings))
 
 
 @signals.beat_init.connect

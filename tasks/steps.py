@@ -3,14 +3,16 @@
 A task is transport only: it carries a run id and the step seq it expects, and asks the
 engine to run that step if the wake-up is still current. Its Celery state tells Flower what
 the attempt did: SUCCESS (the step went on, or the wake-up had nothing to do), FAILURE (the
-run failed for good, with the error), RETRY (the attempt failed and a durable retry is
-scheduled), PARKED (the run waits for an approval or an event), SLEEPING (a durable sleep).
+run failed for good, with the error; or the message was malformed and was dropped), RETRY
+(the attempt failed and a durable retry is scheduled), PARKED (the run waits for an approval
+or an event), SLEEPING (a durable sleep).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 from celery import Celery, Task
 from celery.exceptions import Ignore, Retry
@@ -19,6 +21,7 @@ from pipeline.api import get_run
 from pipeline.engine import StepOutcome, execute_step
 from pipeline.status import RunStatus
 from pipeline.workflow import Workflow
+from tasks.wakeup import MalformedWakeup, check_wakeup
 
 log = logging.getLogger("ravel.worker")
 PARKED_EVENTS = {RunStatus.WAITING: "task-parked", RunStatus.SLEEPING: "task-sleeping"}
@@ -72,13 +75,25 @@ def _report(task: Task, run_id: str, outcome: StepOutcome) -> None:
 
 
 def _make_step_task(celery: Celery, flow: Workflow, step: str, queue: str) -> None:
-    @celery.task(name=f"{flow.name}.{step}", bind=True, queue=queue, ignore_result=True)
-    def run_step(self: Task, run_id: str, seq: int, version: int | None = None) -> None:
+    # A malformed message is an expected refusal (FAILURE in Flower, no traceback in the log).
+    @celery.task(name=f"{flow.name}.{step}", bind=True, queue=queue, ignore_result=True,
+                 throws=(MalformedWakeup,))
+    def run_step(self: Task, run_id: Any = None, seq: Any = None, version: Any = None) -> None:
         # ``version`` is absent from wake-ups published before wake-ups carried it.
+        try:
+            run_id, seq, version = check_wakeup(run_id, seq, version)
+        except MalformedWakeup as exc:
+            log.warning("refused a malformed message for %s (id %s): %s; dropped, nothing ran",
+                        self.name, self.request.id, exc)
+            raise
         worker = f"{self.request.hostname}/{os.getpid()}"
-        outcome = execute_step(run_id, int(seq), step, worker=worker, workflow=flow.name,
-                               version=None if version is None else int(version))
-        if outcome.committed:
+        outcome = execute_step(run_id, seq, step, worker=worker, workflow=flow.name,
+                               version=version)
+        if not outcome.claimed:
+            log.info("run %s: nothing to claim for %s at seq %d (a duplicate or stale wake-up, "
+                     "or the run is parked, finished, unknown or of another workflow version); "
+                     "dropped", run_id, self.name, seq)
+        elif outcome.committed:
             _report(self, run_id, outcome)
 
     del run_step
@@ -92,4 +107,5 @@ def register_step_tasks(celery: Celery, flows: list[Workflow]) -> None:
     """
     for flow in flows:
         for step in flow.steps:
-            _make_step_task(celery, flow, step, flow.queue_of(step, celery.conf.task_default_queue))
+            queue = flow.broker_queue(step, celery.conf.task_default_queue)
+            _make_step_task(celery, flow, step, queue)

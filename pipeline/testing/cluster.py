@@ -1,17 +1,16 @@
-"""Real Celery worker, beat and Redis processes as children of this one.
+"""Real Celery worker and beat processes as children of this one.
 
 For the demo, end-to-end tests and benchmarks: each process runs in its own session, so the
 caller can SIGKILL its whole process group at a chosen moment, the way a crash or an OOM kill
-would. It starts the ``celery`` command; it does not import Celery.
+would. It starts the ``celery`` command; it does not import Celery. Private Redis, PostgreSQL
+and RabbitMQ servers are in :mod:`pipeline.testing.servers`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,15 +18,13 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+# Re-exported: they lived here before the private servers got a module of their own.
+from pipeline.testing.servers import RedisServer, free_port
+
+__all__ = ["ROOT", "Cluster", "Proc", "RedisServer", "free_port", "wait_for"]
+
 ROOT = Path(__file__).resolve().parents[2]
 CELERY = str(Path(sys.executable).parent / "celery")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str, every: float = 0.05) -> None:
@@ -119,8 +116,8 @@ class Cluster:
         argv = [CELERY, "-A", "tasks", "worker", "--pool", "prefork", "-c", str(concurrency),
                 "-n", f"{name}@%h", "-E", "--without-gossip", "--without-mingle",
                 "--without-heartbeat", "--loglevel", "INFO"]
-        if "RAVEL_DEFAULT_QUEUE" in env:
-            argv += ["-Q", env["RAVEL_DEFAULT_QUEUE"]]
+        # No -Q: the app's task_queues are the test's private queues (the default queue,
+        # the reaper's, one per workflow version's step queue).
         if beat:
             argv += ["-B", "-s", str(self.logs / f"{name}-beat-schedule")]
         proc = Proc(name, argv, env, self.logs / f"{name}.log")
@@ -158,47 +155,3 @@ class Cluster:
     def logs_tail(self, chars: int = 4000) -> str:
         """The end of every process log, for assertion messages."""
         return "\n".join(f"--- {p.name}\n{p.log()[-chars:]}" for p in self.procs)
-
-
-class RedisServer:
-    """A private redis-server on a free port, for tests that flush or restart the broker."""
-
-    def __init__(self, folder: Path, port: int | None = None) -> None:
-        """Start the server on ``port`` (default: a free one), its files under ``folder``."""
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
-        self.port = port or free_port()
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(folder), "--maxmemory-policy", "noeviction"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )
-        wait_for(self._ping, 10, "redis-server to accept connections")
-
-    @property
-    def url(self) -> str:
-        """The broker URL of this server."""
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def _ping(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def command(self, *args: str) -> bytes:
-        """Send one inline command and return the raw reply."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
-            s.sendall((" ".join(args) + "\r\n").encode())
-            return s.recv(65536)
-
-    def stop(self) -> None:
-        """Kill the server."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)

@@ -28,7 +28,8 @@ def test_parked_run_survives_restart_of_everything(cluster: Cluster, tmp_path: P
         client = redis.Redis.from_url(get_settings().broker_url)
 
         def held_in_redis() -> list[bytes]:
-            queued = client.lrange(get_settings().default_queue, 0, -1)
+            queued = [m for key in client.scan_iter(count=1000)
+                      if client.type(key) == b"list" for m in client.lrange(key, 0, -1)]
             unacked = client.hvals("unacked")
             keys = list(client.scan_iter(count=1000))
             return [m for m in (*queued, *unacked, *keys) if run_id.encode() in m]
