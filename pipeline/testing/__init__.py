@@ -2,7 +2,9 @@
 
 - the scripted OpenAI-compatible server (:class:`ScriptedLLMServer`, ``python -m
   pipeline.testing serve``), which users can point their own agents' tests at;
-- :mod:`pipeline.testing.cluster`: real worker, beat and Redis processes as children;
+- :mod:`pipeline.testing.cluster`: real worker and beat processes as children;
+- :mod:`pipeline.testing.servers`: private Redis, PostgreSQL and RabbitMQ servers to break;
+- :mod:`pipeline.testing.proxy`: a TCP proxy on 127.0.0.1 that cuts and delays connections;
 - :mod:`pipeline.testing.inline`: run steps in this process, without a broker.
 """
 
