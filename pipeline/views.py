@@ -6,11 +6,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pipeline.serialize import JsonView
 from pipeline.status import RunStatus
 
 
 @dataclass(frozen=True)
-class WaitView:
+class WaitView(JsonView):
     """An open wait of a parked run."""
 
     id: str
@@ -25,7 +26,7 @@ class WaitView:
 
 
 @dataclass(frozen=True)
-class WaitResult:
+class WaitResult(JsonView):
     """How a wait ended, as the step named by its ``then`` sees it in ``ctx.wait_result``.
 
     Attributes:
@@ -62,7 +63,7 @@ class WaitResult:
 
 
 @dataclass(frozen=True)
-class RunView:
+class RunView(JsonView):
     """A snapshot of a run, as stored."""
 
     id: str
@@ -84,7 +85,7 @@ class RunView:
 
 
 @dataclass(frozen=True)
-class HistoryEvent:
+class HistoryEvent(JsonView):
     """One audit event of a run: who did what, when, at which step."""
 
     kind: str
@@ -96,7 +97,7 @@ class HistoryEvent:
 
 
 @dataclass(frozen=True)
-class StepView:
+class StepView(JsonView):
     """One executed step attempt."""
 
     seq: int
@@ -113,7 +114,7 @@ class StepView:
 
 
 @dataclass(frozen=True)
-class AuditVerification:
+class AuditVerification(JsonView):
     """The result of checking a run's audit hash chain."""
 
     run_id: str

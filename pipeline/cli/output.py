@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from enum import Enum
 from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from pipeline.serialize import to_json
 
 STATUS_STYLES = {
     "pending": "cyan",
@@ -26,20 +26,8 @@ STATUS_STYLES = {
 }
 
 
-def to_jsonable(value: Any) -> Any:
-    """``value`` as plain JSON types: dataclasses as objects, datetimes as ISO 8601 text,
-    enums as their value."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Enum):
-        return to_jsonable(value.value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
-    return value
+#: ``value`` as plain JSON types: the one JSON form the HTTP API uses too
+to_jsonable = to_json
 
 
 def echo_json(value: Any) -> None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import and_, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from models import Effect, Run, StepRecord, Wait, WorkflowRecord, table_of
@@ -137,6 +137,11 @@ def create_run(
     return run_id, True
 
 
+def find_by_idempotency_key(db: Database, key: str) -> str | None:
+    """The id of the run started with this idempotency key, or None."""
+    return _run_id_for_key(db, key)
+
+
 def _run_id_for_key(db: Database, key: str) -> str | None:
     with db.engine.connect() as conn:
         found = conn.execute(select(runs_t.c.id).where(runs_t.c.idempotency_key == key)).first()
@@ -176,10 +181,20 @@ def get_run(db: Database, run_id: str) -> tuple[RunRecord, WaitRecord | None] | 
 
 
 def list_runs(
-    db: Database, status: str | None, workflow: str | None, limit: int
+    db: Database, status: str | None, workflow: str | None, limit: int,
+    *, before: tuple[datetime, str] | None = None,
 ) -> list[tuple[RunRecord, WaitRecord | None]]:
-    """Runs, newest first, with their open waits."""
-    query = select(runs_t, *_usage_columns()).order_by(runs_t.c.created_at.desc()).limit(limit)
+    """Runs, newest first (ties by id), with their open waits.
+
+    ``before``: only runs after this (created_at, id) in that order: the position a page of
+    the HTTP API's cursor pagination ended at.
+    """
+    query = (select(runs_t, *_usage_columns())
+             .order_by(runs_t.c.created_at.desc(), runs_t.c.id.desc()).limit(limit))
+    if before is not None:
+        at, run_id = before
+        query = query.where(or_(runs_t.c.created_at < at,
+                                and_(runs_t.c.created_at == at, runs_t.c.id < run_id)))
     if status is not None:
         query = query.where(runs_t.c.status == status)
     if workflow is not None:
