@@ -1,0 +1,194 @@
+"""Invariants about effects: POs applied once and only when approved, nothing started after a
+cancel returned, no remote call without its journal intent, LLM calls explained by faults,
+approvals honoured, canary secrets kept out of storage and logs."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from pipeline.testing.nemesis.history import Disruption, History, RunData, epoch
+from pipeline.testing.nemesis.plan import APPROVER, INTRUDER, OPERATOR, canary
+from pipeline.testing.nemesis.verdict import Verdict
+
+SUBMIT_TOOLS = ("submit_po", "submit_express_po")
+
+
+def _po_waits(r: RunData) -> list[Any]:
+    return [w for w in r.waits
+            if w.kind == "approval" and (w.data or {}).get("tool") in SUBMIT_TOOLS]
+
+
+def exactly_one_po_per_approved_run(h: History) -> Verdict:
+    """An approved PO is applied exactly once (once the run succeeded; at most once otherwise),
+    under the key the journal holds; a PO nobody approved is never even posted."""
+    v = Verdict("exactly_one_po_per_approved_run")
+    for r in h.runs.values():
+        if r.plan is None or r.plan.kind != "agent":
+            continue
+        v.runs += 1
+        posts = h.posts_of(r, "/po")
+        v.events += len(posts)
+        approved = [w for w in _po_waits(r) if w.decision == "approved"]
+        if not approved:
+            if posts:
+                v.fail(r.id, f"{len(posts)} PO posts though no approval was granted")
+            continue
+        applied = [p for p in posts if p["applied"]]
+        if len(applied) > 1 or (r.run.status == "succeeded" and len(applied) != 1):
+            v.fail(r.id, f"{len(applied)} POs applied for one approved run ({r.run.status})")
+        keys = {e.idempotency_key for w in approved
+                if (e := r.effect(f"tool:{w.data['tool_call_id']}")) is not None}
+        for post in applied:
+            if post["key"] not in keys:
+                v.fail(r.id, f"PO applied under key {post['key']}, not the journal's {keys}")
+    return v
+
+
+def no_call_after_cancel(h: History) -> Verdict:
+    """Once ``cancel_run`` returned, the run started no journaled call (no intent written
+    after), and the world saw no call that had not started before (the call in flight at that
+    moment is the documented exception)."""
+    v = Verdict("no_call_after_cancel")
+    for r in h.runs.values():
+        cancels = [a for a in h.actions_of(r, "cancel") if a.get("ok")]
+        if r.run.status != "cancelled" or not cancels:
+            continue
+        v.runs += 1
+        returned = float(cancels[0]["t"])
+        v.events += len(r.effects)
+        intents = {e.idempotency_key: e for e in r.effects}
+        for e in r.effects:
+            if epoch(e.started_at) >= returned:
+                v.fail(r.id, f"{e.kind} {e.name} started {epoch(e.started_at) - returned:.3f}s "
+                             "after cancel_run returned")
+        for post in h.posts_of(r):
+            v.events += 1
+            if post["t0"] < returned:
+                continue
+            intent = intents.get(post["key"])
+            if intent is None or epoch(intent.started_at) >= returned:
+                v.fail(r.id, f"POST {post['path']} {post['t0'] - returned:.3f}s after "
+                             "cancel_run returned, with no intent written before")
+    return v
+
+
+def remote_calls_have_intents(h: History) -> Verdict:
+    """Every call the world saw was preceded by its own journal intent: no more POSTs under a
+    key than journaled starts of that call (an effect called twice breaks this)."""
+    v = Verdict("remote_calls_have_intents")
+    intents = {e.idempotency_key: (r, e) for r in h.runs.values() for e in r.effects}
+    by_tag = h.by_tag()
+    counts = Counter(p["key"] for p in h.posts if p.get("key"))
+    v.runs = len(h.runs)
+    v.events = sum(counts.values())
+    for key, posts in counts.items():
+        found = intents.get(key)
+        if found is None:
+            run = by_tag.get(next(p["ref"] for p in h.posts if p.get("key") == key))
+            v.fail(run.id if run else None, f"{posts} POSTs under key {key}, which no journal "
+                                            "intent holds")
+        elif posts > found[1].calls:
+            r, e = found
+            v.fail(r.id, f"{posts} POSTs for {e.name} (seq {e.seq}) but {e.calls} journaled "
+                         "starts")
+    return v
+
+
+def _runnable_since(r: RunData, seq: int) -> float:
+    """When the run could first start seq ``seq``: the previous step's commit."""
+    before = [epoch(s.finished_at) for s in r.steps if s.seq < seq]
+    return max(before) if before else epoch(r.run.created_at)
+
+
+def _overlapping(disruptions: list[Disruption], start: float, end: float) -> int:
+    return sum(1 for d in disruptions if d.start <= end + 1.0 and d.end >= start - 1.0)
+
+
+def llm_calls_within_faults(h: History) -> Verdict:
+    """Per LLM call of a run: the server answered no more requests than the journal started,
+    and the journal started it once, plus at most one more per fault that struck while it was
+    in flight (a scripted error or hang of that turn, or a fault from the fault log)."""
+    v = Verdict("llm_calls_within_faults")
+    for r in h.runs.values():
+        if r.plan is None or r.plan.kind != "agent":
+            continue
+        v.runs += 1
+        by_turn = h.llm_stats.get(r.id, {}).get("by_turn", {})
+        journal = {int(e.name.split(":")[1]): e for e in r.effects
+                   if e.kind == "llm" and e.name.split(":")[1].isdigit()}
+        scripted = h.scripted_faults(r)
+        for turn_text, served in by_turn.items():
+            turn = int(turn_text)
+            answered = served["calls"] + served["failed_calls"]
+            v.events += answered
+            e = journal.get(turn)
+            if e is None:
+                v.fail(r.id, f"turn {turn}: {answered} LLM requests, no journal intent")
+                continue
+            if answered > e.calls:
+                v.fail(r.id, f"turn {turn}: the server answered {answered} requests, the "
+                             f"journal started the call {e.calls} times")
+            end = epoch(e.finished_at) if e.finished_at else epoch(r.run.updated_at)
+            faults = _overlapping(h.disruptions, _runnable_since(r, e.seq), end)
+            explained = served["failed_calls"] + (scripted.get(turn) == "hang") + faults
+            if e.calls - 1 > explained:
+                v.fail(r.id, f"turn {turn}: started {e.calls} times; explained: "
+                             f"{served['failed_calls']} errors, {faults} faults")
+    return v
+
+
+def approvals_are_honoured(h: History) -> Verdict:
+    """A rejected or expired PO approval never led to the call; an expiry did what the tool's
+    ``on_timeout`` says; only the named approver (or the operator) decided anything."""
+    v = Verdict("approvals_are_honoured")
+    for r in h.runs.values():
+        if r.plan is None or r.plan.kind != "agent":
+            continue
+        v.runs += 1
+        answers = {m.get("tool_call_id"): str(m.get("content")) for m in r.messages
+                   if m.get("role") == "tool"}
+        for w in r.waits:
+            v.events += 1
+            if w.decision in ("approved", "rejected") and w.actor not in (APPROVER, OPERATOR):
+                v.fail(r.id, f"wait {w.id} {w.decision} by {w.actor}")
+            if w.kind != "approval" or (w.data or {}).get("tool") not in SUBMIT_TOOLS:
+                continue
+            call_id = w.data["tool_call_id"]
+            called = r.effect(f"tool:{call_id}") is not None
+            if w.decision in ("rejected", "expired") and called:
+                v.fail(r.id, f"{w.data['tool']} was called after its approval was {w.decision}")
+            if w.decision == "rejected" and call_id in answers and \
+                    not answers[call_id].startswith("REJECTED"):
+                v.fail(r.id, f"the model was not told of the rejection: {answers[call_id][:80]}")
+            if w.decision == "expired" and w.data["tool"] == "submit_express_po":
+                if r.run.status not in ("failed", "cancelled"):
+                    v.fail(r.id, f"an express approval expired (on_timeout=fail) but the run "
+                                 f"is {r.run.status}")
+            elif w.decision == "expired" and call_id in answers and \
+                    "expired" not in answers[call_id]:
+                v.fail(r.id, f"the model was not told of the expiry: {answers[call_id][:80]}")
+        for attempt in h.actions_of(r, "intrude"):
+            v.events += 1
+            if attempt.get("ok") or "NotAuthorized" not in str(attempt.get("error")):
+                v.fail(r.id, f"{INTRUDER}'s approval was not refused: {attempt}")
+    return v
+
+
+def canaries_nowhere(h: History) -> Verdict:
+    """Canary secrets planted in tool inputs and outputs appear nowhere: not in any ravel_
+    table, not in the broker, not in any process log."""
+    v = Verdict("canaries_nowhere")
+    served = {g["ref"] for g in h.gets if "canary" in g.get("flavors", ())}
+    sources = [("the database", h.database_text), ("the broker", h.broker_text)]
+    sources += [(f"log {p.name}", p.read_text(errors="replace")) for p in h.log_files]
+    for tag in sorted(served):
+        run = h.by_tag().get(tag)
+        v.runs += 1
+        for where in ("key", "out", "arg"):
+            secret = canary(h.salt, tag, where)
+            for name, text in sources:
+                v.events += 1
+                if secret in text:
+                    v.fail(run.id if run else None, f"canary ({where}) of {tag} found in {name}")
+    return v
