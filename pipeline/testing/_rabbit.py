@@ -137,8 +137,8 @@ class RabbitServer(ChildServer):
                               f"{(done.stderr or done.stdout).strip()[-2000:]}")
         return done.stdout
 
-    def _shutdown(self) -> None:
-        self.ctl("stop")
+    def _shutdown(self, timeout: float) -> None:
+        self.ctl("stop", timeout=timeout)
 
     def delete_queue(self, name: str, vhost: str = "/") -> None:
         """Delete a queue and every message in it, as an operator's mistake would."""

@@ -146,7 +146,11 @@ class Server:
             return
         timeout = timeout or self.start_timeout
         began = time.monotonic()
-        self._launch(timeout)
+        try:
+            self._launch(timeout)
+        except BaseException:
+            self.kill()  # whatever half-started (a postmaster pg_ctl gave up waiting for)
+            raise
         deadline = began + timeout
         while not self._ready():
             if not self.running():
@@ -208,7 +212,7 @@ class ChildServer(Server):
         """Whether the server process is alive (not necessarily ready)."""
         return self.proc is not None and self.proc.poll() is None
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, timeout: float) -> None:
         """Ask the server to exit (SIGTERM unless a server knows better)."""
         if self.proc is not None:
             self.proc.terminate()
@@ -217,7 +221,7 @@ class ChildServer(Server):
         """Shut down gracefully; SIGKILL if that takes over ``timeout``."""
         if self.running() and self.proc is not None:
             with contextlib.suppress(ServerError, subprocess.SubprocessError):
-                self._shutdown()
+                self._shutdown(timeout)
                 self.proc.wait(timeout=timeout)
         self.kill()  # whatever is left of the session: nothing after a clean exit
 

@@ -176,6 +176,18 @@ def test_postgres_close_removes_its_processes_and_outside_files(tmp_path: Path) 
         assert not base.exists() and not (server.folder / "pgdata").exists()
 
 
+def test_a_postgres_that_cannot_start_says_why(tmp_path: Path) -> None:
+    _require(bindir)
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        server = PostgresServer(tmp_path / "pg", port=taken.getsockname()[1], start=False)
+        try:
+            with pytest.raises(ServerError, match=r"pg_ctl failed(?s:.*)already in use"):
+                server.start()
+            assert not server.running()
+        finally:
+            server.close()
+
+
 @pytest.fixture
 def rabbit(tmp_path: Path) -> Iterator[RabbitServer]:
     _require(scripts)
