@@ -17,7 +17,9 @@ from pipeline.cli.admin import audit, db, workflows
 from pipeline.cli.approvals import approvals, events
 from pipeline.cli.doctor import doctor
 from pipeline.cli.errors import CliError, RavelGroup
+from pipeline.cli.keys import keys
 from pipeline.cli.runs import runs
+from pipeline.cli.serve import serve
 from pipeline.settings import reload_settings
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -39,7 +41,7 @@ def cli(database_url: str | None, show_traceback: bool) -> None:
         store.reset_db()
 
 
-for _group in (runs, approvals, events, audit, workflows, db, doctor):
+for _group in (runs, approvals, events, audit, workflows, db, doctor, serve, keys):
     cli.add_command(_group)
 
 

@@ -1,0 +1,69 @@
+"""Mounting the API in a Flask app, and the small app ``ravel serve`` runs under waitress."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+
+from pipeline.web.api import blueprint, http_error
+
+Handler = Callable[[Any], Any]
+
+
+def _under(prefix: str) -> bool:
+    return not prefix or request.path == prefix or request.path.startswith(prefix + "/")
+
+
+def mount(app: Flask, url_prefix: str = "", **options: Any) -> None:
+    """Register the API blueprint under ``url_prefix``, with JSON answers for unknown routes
+    and wrong methods under that prefix.
+
+    Flask matches routes before it knows the blueprint, so a blueprint cannot answer its own
+    404 and 405: this registers app-level handlers that answer JSON under the prefix and hand
+    every other path to the handler the app had before (or Flask's default page).
+
+    Args:
+        app: the host Flask app.
+        url_prefix: where the API lives, e.g. ``/api/ravel`` (``""``: at the root).
+        options: passed to ``register_blueprint`` (``name=`` to mount it twice).
+    """
+    prefix = url_prefix.rstrip("/")
+    app.register_blueprint(blueprint, url_prefix=prefix or None, **options)
+    for exc_class in (NotFound, MethodNotAllowed):
+        code = exc_class.code
+        assert code is not None
+        previous: Handler | None = app.error_handler_spec.get(None, {}).get(code, {}).get(
+            exc_class)
+
+        def handler(exc: HTTPException, previous: Handler | None = previous) -> Any:
+            if _under(prefix):
+                return http_error(exc)
+            return previous(exc) if previous is not None else exc
+
+        app.register_error_handler(code, handler)
+
+
+def create_app(url_prefix: str = "", config: dict[str, Any] | None = None) -> Flask:
+    """A Flask app serving only the API (what ``ravel serve`` runs).
+
+    Args:
+        url_prefix: where the API lives (default: at the root).
+        config: Flask settings, e.g. ``RAVEL_API_KEYS_FILE``, ``RAVEL_API_MAX_BODY_BYTES``.
+    """
+    app = Flask("ravel")
+    app.config.update(config or {})
+    mount(app, url_prefix)
+
+    @app.after_request
+    def _no_store(response: Response) -> Response:
+        # Runs change from one second to the next, and their data is private.
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    return app
+
+
+__all__ = ["create_app", "mount"]

@@ -1,0 +1,1 @@
+"""HTTP API tests: the Flask blueprint through its test client, on SQLite and PostgreSQL."""
