@@ -75,23 +75,35 @@ def no_call_after_cancel(h: History) -> Verdict:
 
 def remote_calls_have_intents(h: History) -> Verdict:
     """Every call the world saw was preceded by its own journal intent: no more POSTs under a
-    key than journaled starts of that call (an effect called twice breaks this)."""
+    call's keys than journaled starts of that call (an effect called twice breaks this).
+
+    A call is a run's journal name over all seqs: an unknown outcome an operator resolves with
+    ``retry`` is journaled again at the next seq, and called with the first key.
+    """
     v = Verdict("remote_calls_have_intents")
-    intents = {e.idempotency_key: (r, e) for r in h.runs.values() for e in r.effects}
+    call_of = {e.idempotency_key: (r.id, e.name) for r in h.runs.values() for e in r.effects}
+    starts: Counter[tuple[str, str]] = Counter()
+    for r in h.runs.values():
+        for e in r.effects:
+            starts[(r.id, e.name)] += e.calls
     by_tag = h.by_tag()
-    counts = Counter(p["key"] for p in h.posts if p.get("key"))
+    posts: Counter[tuple[str, str]] = Counter()
     v.runs = len(h.runs)
-    v.events = sum(counts.values())
-    for key, posts in counts.items():
-        found = intents.get(key)
-        if found is None:
-            run = by_tag.get(next(p["ref"] for p in h.posts if p.get("key") == key))
-            v.fail(run.id if run else None, f"{posts} POSTs under key {key}, which no journal "
-                                            "intent holds")
-        elif posts > found[1].calls:
-            r, e = found
-            v.fail(r.id, f"{posts} POSTs for {e.name} (seq {e.seq}) but {e.calls} journaled "
-                         "starts")
+    for post in h.posts:
+        if not post.get("key"):
+            continue
+        v.events += 1
+        call = call_of.get(post["key"])
+        if call is None:
+            run = by_tag.get(post["ref"])
+            v.fail(run.id if run else None, f"POST {post['path']} under key {post['key']}, "
+                                            "which no journal intent holds")
+        else:
+            posts[call] += 1
+    for (run_id, name), count in posts.items():
+        if count > starts[(run_id, name)]:
+            v.fail(run_id, f"{count} POSTs for {name} but {starts[(run_id, name)]} journaled "
+                           "starts")
     return v
 
 

@@ -112,7 +112,7 @@ class Fleet:
                 try:
                     if slot.proc is proc and not slot.down:
                         self.faults.write("worker_died", target=slot.index, worker=proc.name,
-                                          code=proc.popen.returncode)
+                                          code=proc.popen.returncode, why=_last_words(proc))
                         time.sleep(0.5)
                         self.start(slot, ready=False)
                 finally:
@@ -144,6 +144,12 @@ class Fleet:
             if proc.alive():
                 proc.kill(signal.SIGCONT)
                 warm_stop(proc)
+
+
+def _last_words(proc: Proc) -> str:
+    """The line a worker that exited on its own logged about why (CRITICAL), if any."""
+    lines = [line for line in proc.log().splitlines() if "CRITICAL" in line]
+    return lines[-1][-300:] if lines else ""
 
 
 def warm_stop(proc: Proc, timeout: float = 45.0) -> None:

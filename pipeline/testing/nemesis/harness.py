@@ -10,6 +10,7 @@ the checker needs is collected in an :class:`Outcome`, the folder keeps every lo
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -130,6 +131,13 @@ def run(options: Options) -> Outcome:
                              options.kinds)
     queue = f"nemesis-{options.seed}"
     with contextlib.ExitStack() as stack:
+        # This process's warnings (a publish that failed while the broker was down ...) go
+        # to a log of their own, which the canary search reads too.
+        handler = logging.FileHandler(folder / "logs" / "harness.log")
+        handler.setFormatter(logging.Formatter("[%(asctime)s: %(levelname)s/%(name)s] "
+                                               "%(message)s"))
+        logging.getLogger().addHandler(handler)
+        stack.callback(logging.getLogger().removeHandler, handler)
         database = Database(folder / "pg")
         stack.callback(database.close)
         broker = Broker(options.broker, folder / "broker")

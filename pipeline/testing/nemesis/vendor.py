@@ -147,6 +147,13 @@ class _Handler(BaseHTTPRequestHandler):
                                     self.headers.get("Idempotency-Key"), body, started))
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that timed out or was killed mid-request: nothing to report
+
+
 class WorldServer:
     """The world's HTTP server on a daemon thread."""
 
@@ -154,8 +161,7 @@ class WorldServer:
         """Log POSTs to ``log_path``; see :class:`World`."""
         self.world = World(JsonLog(log_path), salt, refusals)
         handler = type("Handler", (_Handler,), {"world": self.world})
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
                                        name="nemesis-world")
 
