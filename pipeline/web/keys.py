@@ -168,7 +168,10 @@ def parse(text: str, path: Path) -> list[ApiKey]:
     if not isinstance(raw, list) or (isinstance(data, dict) and set(data) - {"keys"}):
         raise ConfigurationError(f"the API keys file {path} must hold only a list `keys` of "
                                  "entries ([[keys]] tables)")
-    found = [_entry(item, f"{path}: keys[{i}]") for i, item in enumerate(raw)]
+    try:
+        found = [_entry(item, f"keys[{i}]") for i, item in enumerate(raw)]
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"the API keys file {path} is invalid: {exc}") from None
     names = [k.name for k in found]
     doubles = sorted({n for n in names if names.count(n) > 1})
     if doubles:

@@ -47,8 +47,8 @@ def test_the_same_idempotency_key_and_body_return_the_first_run(api, inline):
                      headers=key)
     assert first.status_code == 201
     # The same request again, its JSON written differently: the same request.
-    again = api.raw("/runs", '{ "input": {"b": [1,2], "a": 1},\n "workflow": "%s" }' % flow,
-                    headers=key)
+    text = '{ "input": {"b": [1,2], "a": 1},\n "workflow": ' + json.dumps(flow) + " }"
+    again = api.raw("/runs", text, headers=key)
     assert again.status_code == 200, again.get_json()
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.get_json()["id"] == first.get_json()["id"]
@@ -112,7 +112,8 @@ def test_deep_json_is_refused_with_422_and_changes_nothing(api, unchanged):
     flow = done_flow()
     snapshot = unchanged()
     for depth in (300, 100_000):  # parsed and refused by Ravel; too deep to parse at all
-        text = '{"workflow": "%s", "input": {"x": %s%s}}' % (flow, "[" * depth, "]" * depth)
+        deep = "[" * depth + "]" * depth
+        text = '{"workflow": ' + json.dumps(flow) + ', "input": {"x": ' + deep + "}}"
         error(api.raw("/runs", text), 422, "invalid_input", "nested more than 200 levels")
     snapshot.check()
 
@@ -244,7 +245,7 @@ def test_bad_events_are_refused_and_change_nothing(api, inline, unchanged):
     error(api.post(f"/runs/{run_id}/events/paid", json={"data": 1}), 400, "unknown_field",
           "payload")
     error(api.post(f"/runs/{run_id}/events/paid", who="alice"), 403, "forbidden")
-    deep = '{"payload": %s%s}' % ("[" * 500, "]" * 500)
+    deep = '{"payload": ' + "[" * 500 + "]" * 500 + "}"
     error(api.raw(f"/runs/{run_id}/events/paid", deep), 422, "invalid_input", "nested")
     error(api.post(f"/runs/{run_id}/events/{'e' * 300}"), 422, "invalid_input", "event name")
     snapshot.check()
