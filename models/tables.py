@@ -103,6 +103,13 @@ class Run(Base):
             postgresql_where=text("status = 'running'"),
             sqlite_where=text("status = 'running'"),
         ),
+        # The forks of a run (few runs are forks: the index holds only those).
+        Index(
+            "ix_ravel_runs_forked_from",
+            "forked_from",
+            postgresql_where=text("forked_from IS NOT NULL"),
+            sqlite_where=text("forked_from IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -140,6 +147,10 @@ class Run(Base):
     audit_seq: Mapped[int] = mapped_column(Integer, default=0)
     audit_head: Mapped[str] = mapped_column(String(64), default="")
     message_count: Mapped[int] = mapped_column(Integer, default=0)
+    # A fork: the run it was forked from and the step seq it started at (no foreign key: the
+    # original may be deleted while its forks stay).
+    forked_from: Mapped[str | None] = mapped_column(String(36))
+    forked_from_seq: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -162,6 +173,12 @@ class StepRecord(Base):
     error: Mapped[str | None] = mapped_column(Text)
     # The failed attempt's traceback (file and line), redacted: for `ravel runs show`.
     traceback: Mapped[str | None] = mapped_column(Text)
+    # The checkpoint the attempt started from (None on ``lost`` rows): the run's state, how
+    # the wait before the step ended, and how many messages the conversation had. What a
+    # fork from this step starts from, and the "before" of a state diff.
+    state_before: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    wait_result: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    message_count: Mapped[int | None] = mapped_column(Integer)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime]
 
