@@ -20,7 +20,7 @@ install: $(BIN)/.installed  ## create .venv with Ravel and its dev tools
 demo: install  ## the procurement story on the embedded default (SQLite + filesystem broker)
 	$(BIN)/python -m examples.procurement.demo
 
-services:  ## make sure PostgreSQL and Redis are running for the tests
+services:  ## make sure PostgreSQL, Redis and RabbitMQ are running for the tests
 	@scripts/services.sh
 
 test: install services  ## every test, chaos tests included (what CI runs)

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Make sure the PostgreSQL and Redis the tests use are running: start them when they are
-# installed but stopped, and say clearly what is missing otherwise.
+# Make sure the PostgreSQL, Redis and RabbitMQ the tests use are running: start them when
+# they are installed but stopped, and say clearly what is missing otherwise.
 set -u
 PG_HOST=${RAVEL_TEST_PG_HOST:-127.0.0.1}
 PG_PORT=${RAVEL_TEST_PG_PORT:-5432}
 REDIS_HOST=${RAVEL_TEST_REDIS_HOST:-127.0.0.1}
 REDIS_PORT=${RAVEL_TEST_REDIS_PORT:-6379}
+RABBIT_HOST=${RAVEL_TEST_RABBIT_HOST:-127.0.0.1}
+RABBIT_PORT=${RAVEL_TEST_RABBIT_PORT:-5672}
 
 up() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
@@ -39,6 +41,25 @@ if ! up "$REDIS_HOST" "$REDIS_PORT"; then
     echo "          Install it (apt-get install redis-server) or start it." >&2
     missing=1
   fi
+fi
+if ! up "$RABBIT_HOST" "$RABBIT_PORT"; then
+  if command -v rabbitmq-server >/dev/null 2>&1; then
+    echo "services: starting RabbitMQ"
+    rabbitmq-server -detached || true
+  fi
+  # A RabbitMQ node takes a few seconds to boot.
+  for _ in $(seq 1 3); do wait_up "$RABBIT_HOST" "$RABBIT_PORT" && break; done
+  if ! up "$RABBIT_HOST" "$RABBIT_PORT"; then
+    echo "services: RabbitMQ is not running at $RABBIT_HOST:$RABBIT_PORT and could not be started." >&2
+    echo "          Install it (apt-get install rabbitmq-server) or start it, with the default" >&2
+    echo "          guest/guest user (the tests create a virtual host each with rabbitmqctl)." >&2
+    missing=1
+  fi
+fi
+if up "$RABBIT_HOST" "$RABBIT_PORT" && ! command -v rabbitmqctl >/dev/null 2>&1; then
+  echo "services: rabbitmqctl is not installed; the RabbitMQ tests use it to create their" >&2
+  echo "          virtual hosts. Install it with: apt-get install rabbitmq-server" >&2
+  missing=1
 fi
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "services: redis-server is not installed; the broker-loss tests start a private one." >&2

@@ -1,5 +1,5 @@
-"""End-to-end fixtures: real worker and beat processes on PostgreSQL + Redis, or on the
-embedded SQLite + filesystem-broker default."""
+"""End-to-end fixtures: real worker and beat processes on PostgreSQL + Redis, PostgreSQL +
+RabbitMQ, or on the embedded SQLite + filesystem-broker default."""
 
 from __future__ import annotations
 
@@ -15,7 +15,16 @@ from pipeline import dispatch
 from pipeline.settings import get_settings
 from tasks.config import celery_config
 from tasks.dispatch import publisher
-from tests.support.services import REDIS_HOST, REDIS_PORT, redis_available
+from tests.support.services import (
+    RABBIT_HOST,
+    RABBIT_PORT,
+    REDIS_HOST,
+    REDIS_PORT,
+    create_vhost,
+    delete_vhost,
+    rabbitmq_available,
+    redis_available,
+)
 from tests.support.workers import Cluster
 
 # Fast failure detection for tests: short leases, a frequent reaper.
@@ -33,6 +42,14 @@ def _require_redis() -> None:
         if os.environ.get("CI"):
             pytest.fail(f"Redis is not reachable at {REDIS_HOST}:{REDIS_PORT} (required in CI)")
         pytest.skip(f"Redis is not reachable at {REDIS_HOST}:{REDIS_PORT}")
+
+
+def _require_rabbitmq() -> None:
+    if not rabbitmq_available():
+        where = f"RabbitMQ (with rabbitmqctl) is not reachable at {RABBIT_HOST}:{RABBIT_PORT}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{where} (required in CI)")
+        pytest.skip(where)
 
 
 def start_cluster(
@@ -76,6 +93,21 @@ def pg_cluster(
 
 
 @pytest.fixture
+def amqp_cluster(
+    pg_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Cluster]:
+    """Workers on PostgreSQL and the shared RabbitMQ, in a virtual host of their own (its
+    queues, exchanges and messages go with it when the test ends)."""
+    _require_rabbitmq()
+    vhost = f"ravel-test-{uuid.uuid4().hex[:10]}"
+    cluster = start_cluster(tmp_path, monkeypatch, pg_db, create_vhost(vhost))
+    yield cluster
+    cluster.stop_all()
+    dispatch.set_dispatcher(None)
+    delete_vhost(vhost)
+
+
+@pytest.fixture
 def embedded_cluster(
     sqlite_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Cluster]:
@@ -91,4 +123,22 @@ def cluster(request: pytest.FixtureRequest) -> Cluster:
     """The test runs on PostgreSQL + Redis and on the embedded SQLite + filesystem default."""
     name = "pg_cluster" if request.param == "postgresql" else "embedded_cluster"
     found: Cluster = request.getfixturevalue(name)
+    return found
+
+
+# Broker parameters and the fixture each one uses.
+_CLUSTERS = {"redis": "pg_cluster", "amqp": "amqp_cluster", "embedded": "embedded_cluster"}
+
+
+@pytest.fixture(params=["redis", "amqp"])
+def broker_cluster(request: pytest.FixtureRequest) -> Cluster:
+    """The test runs on PostgreSQL with each broker: Redis and RabbitMQ."""
+    found: Cluster = request.getfixturevalue(_CLUSTERS[request.param])
+    return found
+
+
+@pytest.fixture(params=["redis", "amqp", "embedded"])
+def every_cluster(request: pytest.FixtureRequest) -> Cluster:
+    """The test runs on PostgreSQL + Redis, PostgreSQL + RabbitMQ and the embedded default."""
+    found: Cluster = request.getfixturevalue(_CLUSTERS[request.param])
     return found

@@ -50,18 +50,26 @@ def _run(cluster: Cluster, llm: ScriptedLLMServer, tmp_path: Path, faults: str) 
 
 
 @pytest.mark.parametrize(
-    "faults",
+    ("faults", "broker"),
     [
-        "after_commit_before_publish@act=kill",  # between steps
-        "inside_charge=kill",  # inside a tool call, after the remote effect
-        "after_effect_call_before_commit@act=kill",  # tool result journaled, step not committed
-        "after_llm_response_before_persist@reason=kill",  # response journaled, not committed
-        "after_effect_call_before_record@reason=kill",  # in flight: paid, never recorded
+        ("after_commit_before_publish@act=kill", "redis"),  # between steps
+        ("inside_charge=kill", "redis"),  # inside a tool call, after the remote effect
+        # tool result journaled, step not committed
+        ("after_effect_call_before_commit@act=kill", "redis"),
+        # response journaled, not committed
+        ("after_llm_response_before_persist@reason=kill", "redis"),
+        # in flight: paid, never recorded; on RabbitMQ too (the killed child's wake-up is
+        # requeued at once, no visibility timeout)
+        ("after_effect_call_before_record@reason=kill", "redis"),
+        ("after_effect_call_before_record@reason=kill", "amqp"),
     ],
 )
 def test_killed_run_bills_like_an_uninterrupted_one(
-    pg_cluster: Cluster, llm: ScriptedLLMServer, tmp_path: Path, faults: str
+    request: pytest.FixtureRequest, llm: ScriptedLLMServer, tmp_path: Path, faults: str,
+    broker: str,
 ) -> None:
+    fixture = {"redis": "pg_cluster", "amqp": "amqp_cluster"}[broker]
+    pg_cluster: Cluster = request.getfixturevalue(fixture)
     pg_cluster.beat(_env(llm, tmp_path / "beat-ledger"))
     reference = _run(pg_cluster, llm, tmp_path, "")
     billed_reference = llm.stats(reference)["total_tokens"]

@@ -1,4 +1,5 @@
-"""Redis is only a wake-up channel: flushing it loses nothing, duplicates change nothing."""
+"""The broker is only a wake-up channel: flushing Redis or deleting RabbitMQ's step queue
+loses nothing, duplicates change nothing."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from celery import Celery
 
 from pipeline import get_run, list_runs, run_steps, start_run
 from pipeline.settings import get_settings
-from tasks.config import celery_config
+from pipeline.workflow import versioned_queue
+from tasks.config import celery_config, redelivery_after
 from tests.e2e.conftest import start_cluster
+from tests.support.services import rabbitmqctl, ready_messages, vhost_of
 from tests.support.workers import Cluster, RedisServer, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
@@ -55,16 +58,54 @@ def test_flushall_with_20_runs_in_flight(
 
     wait_for(lambda: all(get_run(r).status == "succeeded" for r in runs), 120,
              "all 20 runs to succeed after FLUSHALL")
+    _assert_each_effect_once(ledger, runs, 8)
+
+
+def _assert_each_effect_once(ledger: Path, runs: list[str], n: int) -> None:
     lines = ledger.read_text().splitlines()
-    repeated = [line for line, n in Counter(lines).items() if n > 1]
+    repeated = [line for line, count in Counter(lines).items() if count > 1]
     assert repeated == [], f"journaled effects ran twice: {repeated}"
-    assert len(lines) == 20 * 8
+    assert len(lines) == len(runs) * n
     for r in runs:
-        assert get_run(r).result == {"ticks": 8}
-        assert [s.seq for s in run_steps(r) if s.status == "succeeded"] == list(range(8))
+        assert get_run(r).result == {"ticks": n}
+        assert [s.seq for s in run_steps(r) if s.status == "succeeded"] == list(range(n))
 
 
-def test_duplicate_delivery_is_a_no_op(pg_cluster: Cluster, tmp_path: Path) -> None:
+def test_deleting_the_step_queue_mid_run(amqp_cluster: Cluster, tmp_path: Path) -> None:
+    """RabbitMQ: an operator deletes the step queue with a step running (its wake-up unacked)
+    and ten wake-ups queued. The worker declares the queue again (a quorum queue still) and
+    the reaper re-publishes every run; no effect runs twice."""
+    cluster = amqp_cluster
+    ledger, marker = tmp_path / "ledger.txt", tmp_path / "marker"
+    cluster.worker(concurrency=1)
+    cluster.beat()
+    slow = start_run("e2e_slow", {"ledger": str(ledger), "marker": str(marker), "sleep": 2})
+    wait_for(marker.exists, 30, "the slow step to be running")
+    runs = [start_run("e2e_chain", {"ledger": str(ledger), "n": 3}) for _ in range(10)]
+    url = get_settings().broker_url
+    vhost, queue = vhost_of(url), versioned_queue(get_settings().default_queue, 1)
+    # The one worker process is busy: the ten wake-ups wait in the queue.
+    assert ready_messages(url, queue) == 10
+    rabbitmqctl("delete_queue", "-p", vhost, queue)
+
+    everything = [slow, *runs]
+    wait_for(lambda: all(get_run(r).status == "succeeded" for r in everything), 90,
+             f"every run to succeed after the queue was deleted\n{cluster.logs_tail()}")
+    lines = ledger.read_text().splitlines()
+    assert sorted(lines) == sorted([f"{slow}:effect", *(f"{r}:{i}" for r in runs
+                                                          for i in range(3))])
+    types = dict(line.split("\t") for line in rabbitmqctl(
+        "list_queues", "-p", vhost, "--no-table-headers", "name", "type").splitlines())
+    assert (types[queue], types[get_settings().reaper_queue]) == ("quorum", "quorum")
+    # The worker consumes again, with its consumer timeout (tasks.config.task_queue).
+    consumers = rabbitmqctl("list_consumers", "-p", vhost, "--no-table-headers", "queue_name",
+                            "arguments").splitlines()
+    timeout = redelivery_after(get_settings()) * 1000
+    assert f'{queue}\t[{{"x-consumer-timeout",{timeout}}}]' in consumers, consumers
+
+
+def test_duplicate_delivery_is_a_no_op(broker_cluster: Cluster, tmp_path: Path) -> None:
+    pg_cluster = broker_cluster
     ledger = tmp_path / "ledger.txt"
     pg_cluster.worker()
     run_id = start_run("e2e_chain", {"ledger": str(ledger), "n": 1})

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import signal
 from pathlib import Path
 
 import pytest
 
 from pipeline import get_run, run_history, run_steps, start_run
+from pipeline.settings import get_settings
+from tasks.config import is_amqp
 from tests.support.workers import Cluster, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
@@ -26,7 +29,13 @@ def _wait_status(run_id: str, status: str, cluster: Cluster, timeout: float = 60
         ) from None
 
 
-def test_sigkill_after_effect_before_commit(cluster: Cluster, tmp_path: Path) -> None:
+def _received(log: str, task: str) -> list[str]:
+    """Ids of the ``task`` messages a worker log shows as received."""
+    return re.findall(rf"Task {re.escape(task)}\[([0-9a-f-]+)\] received", log)
+
+
+def test_sigkill_after_effect_before_commit(every_cluster: Cluster, tmp_path: Path) -> None:
+    cluster = every_cluster
     ledger = tmp_path / "ledger.txt"
     fired = tmp_path / "faults" / "after_effect_call_before_commit@pay"
     worker = cluster.worker({"RAVEL_FAULTS": "after_effect_call_before_commit@pay=kill"})
@@ -38,9 +47,15 @@ def test_sigkill_after_effect_before_commit(cluster: Cluster, tmp_path: Path) ->
     assert get_run(run_id).status == "running"
     assert _lines(ledger) == [f"{run_id}:charge"]
 
-    cluster.worker()
+    second = cluster.worker()
     cluster.beat()
     _wait_status(run_id, "succeeded", cluster)
+    if is_amqp(get_settings().broker_url):
+        # No visibility timeout on RabbitMQ: the unacked wake-up came back to the queue when
+        # the killed worker's connection closed, and the next worker received it again.
+        killed = _received(worker.log(), "e2e_charge.pay")[0]
+        wait_for(lambda: killed in _received(second.log(), "e2e_charge.pay"), 10,
+                 "the killed step's message to be redelivered")
 
     assert _lines(ledger) == [f"{run_id}:charge"], "the effect's function ran again"
     assert get_run(run_id).result == {"paid": True}
@@ -52,7 +67,10 @@ def test_sigkill_after_effect_before_commit(cluster: Cluster, tmp_path: Path) ->
     assert kinds.count("step.lost") == 1
 
 
-def test_crash_between_commit_and_publish_is_redriven(cluster: Cluster, tmp_path: Path) -> None:
+def test_crash_between_commit_and_publish_is_redriven(
+    every_cluster: Cluster, tmp_path: Path
+) -> None:
+    cluster = every_cluster
     ledger = tmp_path / "ledger.txt"
     fired = tmp_path / "faults" / "after_commit_before_publish@pay"
     cluster.worker({"RAVEL_FAULTS": "after_commit_before_publish@pay=kill"})
@@ -94,8 +112,9 @@ def test_a_paused_lease_owner_cannot_commit_after_takeover(
     assert _lines(ledger) == [f"{run_id}:effect"]
 
 
-def test_sigterm_mid_step_lets_the_step_commit(pg_cluster: Cluster, tmp_path: Path) -> None:
+def test_sigterm_mid_step_lets_the_step_commit(broker_cluster: Cluster, tmp_path: Path) -> None:
     """F7: a rolling deploy's SIGTERM waits for the running step, which commits once."""
+    pg_cluster = broker_cluster
     ledger, marker = tmp_path / "ledger", tmp_path / "marker"
     worker = pg_cluster.worker(concurrency=1)
     run_id = start_run("e2e_slow", {"ledger": str(ledger), "marker": str(marker), "sleep": 2})

@@ -58,8 +58,8 @@ def test_a_parked_run_shows_as_parked_in_flower(pg_cluster: Cluster, tmp_path: P
     assert received and received[0]["name"] == "e2e_approval.propose"
 
 
-def test_pickle_and_unknown_tasks_are_refused(pg_cluster: Cluster, tmp_path: Path) -> None:
-    worker = pg_cluster.worker()
+def test_pickle_and_unknown_tasks_are_refused(broker_cluster: Cluster, tmp_path: Path) -> None:
+    worker = broker_cluster.worker()
     run_id = start_run("e2e_chain", {"ledger": str(tmp_path / "ledger"), "n": 1})
     wait_for(lambda: get_run(run_id).status == "succeeded", 30, "the run")
     before = run_steps(run_id)

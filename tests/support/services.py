@@ -1,11 +1,15 @@
-"""Reaching the real PostgreSQL and Redis the tests use."""
+"""Reaching the real PostgreSQL, Redis and RabbitMQ the tests use."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
 from functools import cache
+from urllib.parse import unquote, urlparse
 
+from kombu import Connection
 from sqlalchemy import Engine, create_engine, text
 
 PG_HOST = os.environ.get("RAVEL_TEST_PG_HOST", "127.0.0.1")
@@ -14,6 +18,8 @@ PG_USER = os.environ.get("RAVEL_TEST_PG_USER", "postgres")
 PG_ADMIN_URL = f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/test"
 REDIS_HOST = os.environ.get("RAVEL_TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("RAVEL_TEST_REDIS_PORT", "6379"))
+RABBIT_HOST = os.environ.get("RAVEL_TEST_RABBIT_HOST", "127.0.0.1")
+RABBIT_PORT = int(os.environ.get("RAVEL_TEST_RABBIT_PORT", "5672"))
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -34,6 +40,56 @@ def pg_available() -> bool:
 def redis_available() -> bool:
     """Whether the test Redis accepts connections."""
     return _reachable(REDIS_HOST, REDIS_PORT)
+
+
+@cache
+def rabbitmq_available() -> bool:
+    """Whether the test RabbitMQ accepts connections and ``rabbitmqctl`` can manage it."""
+    return _reachable(RABBIT_HOST, RABBIT_PORT) and shutil.which("rabbitmqctl") is not None
+
+
+def rabbitmqctl(*args: str) -> str:
+    """Run ``rabbitmqctl -q ARGS`` against the test RabbitMQ; return its output."""
+    done = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True,
+                          timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {done.stderr or done.stdout}")
+    return done.stdout
+
+
+def create_vhost(name: str) -> str:
+    """Create a RabbitMQ virtual host guest may use; return a broker URL for it."""
+    rabbitmqctl("add_vhost", name)
+    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    return f"amqp://guest:guest@{RABBIT_HOST}:{RABBIT_PORT}/{name}"
+
+
+def delete_vhost(name: str) -> None:
+    """Delete a virtual host with its queues, exchanges and messages."""
+    rabbitmqctl("delete_vhost", name)
+
+
+def vhost_of(broker_url: str) -> str:
+    """The virtual host an ``amqp://`` URL names."""
+    return unquote(urlparse(broker_url).path[1:]) or "/"
+
+
+def queue_depths(vhost: str) -> dict[str, tuple[int, int]]:
+    """``{queue: (ready, unacked)}`` for every queue of ``vhost``, as ``rabbitmqctl`` shows
+    them: the counts of quorum queues are refreshed only every few seconds."""
+    out = rabbitmqctl("list_queues", "-p", vhost, "--no-table-headers", "name", "messages_ready",
+                      "messages_unacknowledged")
+    depths: dict[str, tuple[int, int]] = {}
+    for line in out.splitlines():
+        name, ready, unacked = line.rsplit("\t", 2)
+        depths[name] = (int(ready), int(unacked))
+    return depths
+
+
+def ready_messages(broker_url: str, queue: str) -> int:
+    """Messages ready in ``queue`` right now (a passive declare: no lag)."""
+    with Connection(broker_url) as conn:
+        return int(conn.default_channel.queue_declare(queue, passive=True).message_count)
 
 
 def _admin() -> Engine:
