@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import current_app, request
 
+from pipeline.errors import ConfigurationError
 from pipeline.jsonutil import MAX_DEPTH
 from pipeline.settings import get_settings
 from pipeline.web.errors import ApiError
@@ -27,7 +28,11 @@ def max_body_bytes() -> int:
     configured = current_app.config.get("RAVEL_API_MAX_BODY_BYTES") or os.environ.get(
         "RAVEL_API_MAX_BODY_BYTES", "")
     if str(configured).strip():
-        return int(configured)
+        try:
+            return max(1024, int(configured))
+        except ValueError:
+            raise ConfigurationError(f"RAVEL_API_MAX_BODY_BYTES={configured!r} is not a whole "
+                                     "number of bytes; set e.g. 1048576") from None
     return max(MIN_BODY_BYTES, 4 * get_settings().max_input_bytes)
 
 
