@@ -212,6 +212,13 @@ def send_event(run_id: str, name: str) -> Response:
     return _json({"run_id": _canonical(run_id), "event": name, "delivered": delivered})
 
 
+@blueprint.after_request
+def _no_store(response: Response) -> Response:
+    # Runs change from one second to the next, and their data is private.
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
 # -- errors: JSON, the right status, never a traceback -----------------------------------------
 
 

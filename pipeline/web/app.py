@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from pipeline.web.api import blueprint, http_error
@@ -56,13 +56,6 @@ def create_app(url_prefix: str = "", config: dict[str, Any] | None = None) -> Fl
     app = Flask("ravel")
     app.config.update(config or {})
     mount(app, url_prefix)
-
-    @app.after_request
-    def _no_store(response: Response) -> Response:
-        # Runs change from one second to the next, and their data is private.
-        response.headers.setdefault("Cache-Control", "no-store")
-        return response
-
     return app
 
 

@@ -176,7 +176,8 @@ def test_the_blueprint_mounts_under_a_prefix_beside_the_host_s_own_pages(api, in
     client = Api(host, api.secrets, api.keys_path)
     run_id = client.post("/api/ravel/runs",
                          json={"workflow": done_flow(), "input": {}}).get_json()["id"]
-    assert client.get(f"/api/ravel/runs/{run_id}").get_json()["id"] == run_id
+    shown = client.get(f"/api/ravel/runs/{run_id}")
+    assert shown.get_json()["id"] == run_id and shown.headers["Cache-Control"] == "no-store"
     error(client.get("/api/ravel/nope"), 404, "not_found")
     error(client.call("PUT", "/api/ravel/runs"), 405, "method_not_allowed")
     assert client.get("/", who=None).get_data(as_text=True) == "host home"
