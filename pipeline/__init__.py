@@ -7,6 +7,7 @@ from pipeline.agent import Agent, Approval, Budget, tool
 from pipeline.api import (
     approve,
     cancel_run,
+    fork_run,
     get_run,
     list_runs,
     reject,
@@ -50,7 +51,7 @@ __all__ = [
     "Agent", "tool", "Approval", "Budget",
     # runs
     "start_run", "get_run", "list_runs", "approve", "reject", "send_event", "retry_run",
-    "cancel_run", "run_history", "run_steps", "verify_audit", "on_park",
+    "cancel_run", "fork_run", "run_history", "run_steps", "verify_audit", "on_park",
     # views
     "RunStatus", "RunView", "WaitView", "WaitResult", "HistoryEvent",
     # errors

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pipeline import dispatch
+from pipeline import patch as patching
 from pipeline.audit import find_break
 from pipeline.errors import InvalidInput, RunNotFound, WorkflowNotFound
 from pipeline.jsonutil import Limit, require_object, to_json_value
@@ -14,7 +15,7 @@ from pipeline.principals import group_names
 from pipeline.redact import storable_text
 from pipeline.settings import get_settings
 from pipeline.status import RunStatus
-from pipeline.store import decisions, get_db, runs
+from pipeline.store import decisions, forks, get_db, runs
 from pipeline.store.db_errors import actionable
 from pipeline.store.records import RunRecord, WaitRecord
 from pipeline.views import AuditVerification, HistoryEvent, RunView, StepView, WaitResult, WaitView
@@ -121,6 +122,7 @@ def _view(run: RunRecord, wait: WaitRecord | None) -> RunView:
         cost_usd=float(run.cost_usd or 0.0),
         created_at=run.created_at, updated_at=run.updated_at,
         workflow_version=run.workflow_version, seq=run.seq, input=run.input,
+        forked_from=run.forked_from, forked_from_seq=run.forked_from_seq,
     )
 
 
@@ -250,6 +252,57 @@ def retry_run(run_id: str, actor: str, state_patch: dict[str, Any] | None = None
         patch = require_object(state_patch, what="the state patch", limit=Limit.INPUT)
     dispatch.publish(decisions.retry(get_db(), rid, _actor(actor), patch))
     return get_run(rid)
+
+
+@actionable
+def fork_run(
+    run_id: str, from_step: int, actor: str, state_patch: dict[str, Any] | str | None = None
+) -> str:
+    """Start a new run from the checkpoint before step seq ``from_step`` of any run.
+
+    The fork runs the original's workflow version from that step on, with the state the
+    step started from (optionally patched), how the wait before it ended, and the
+    conversation up to there. The steps before it are not run again, so their journaled LLM
+    calls and effects are not made or paid again; the fork's steps make fresh calls (under
+    new idempotency keys) and its ``tokens`` and ``cost_usd`` count only those. Its history
+    starts with ``run.forked`` (from which run and step, by whom, the patched keys); the
+    original's gets ``run.forked_to``, unless one of its steps is running at that moment
+    (see :attr:`RunView.forked_from` for the link both ways).
+
+    Args:
+        run_id: the run to fork, in any status.
+        from_step: the step seq to start at (``ravel runs show`` lists them): 0 up to the
+            step the run is at (for a succeeded run, its last step).
+        actor: who forks, for both histories.
+        state_patch: keys to set in the state first (a JSON object). A value may change but
+            not its JSON type, and keys Ravel reserves (``_agent``) cannot be set.
+
+    Returns:
+        The new run's id.
+
+    Raises:
+        RunNotFound: no such run.
+        InvalidInput: ``from_step`` is out of range, names the step after a wait that was
+            never decided, or has no checkpoint; or the patch is not a JSON object, sets a
+            reserved key or changes a value's type. Nothing is written.
+    """
+    rid = _run_id(run_id)
+    if isinstance(from_step, bool) or not isinstance(from_step, int) or from_step < 0:
+        raise InvalidInput(f"from_step must be a step seq (an integer >= 0), not {from_step!r}")
+    patch = None
+    if state_patch is not None:
+        patch = require_object(state_patch, what="the state patch", limit=Limit.INPUT)
+        patching.check_reserved(patch)
+
+    def patched(state: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        new, keys = patching.apply(state, patch)
+        value = to_json_value(new, what="the forked run's state", limit=Limit.STATE)
+        return value, keys
+
+    forked = forks.fork(get_db(), rid, from_step, _actor(actor), patched,
+                        get_settings().redispatch_after)
+    dispatch.publish(forked.wakeup)
+    return forked.run_id
 
 
 @actionable

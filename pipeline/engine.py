@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import traceback
 from dataclasses import dataclass
@@ -159,7 +160,8 @@ def plan_attempt(claim: Claim) -> CommitPlan | None:
         step=claim.step,
         seq=claim.seq,
         attempt=attempt,
-        state=claim.state,
+        # A copy: the claim keeps the state the attempt started from, for its step record.
+        state=copy.deepcopy(claim.state),
         wait_result=WaitResult.from_json(claim.wait_result) if claim.wait_result else None,
         message_count=claim.message_count,
         fencing=claim.fencing,

@@ -82,6 +82,9 @@ class RunView(JsonView):
     workflow_version: int = 1
     seq: int = 0
     input: dict[str, Any] = field(default_factory=dict)
+    #: for a fork (``fork_run``): the run it was forked from, and the step seq it started at
+    forked_from: str | None = None
+    forked_from_seq: int | None = None
 
 
 @dataclass(frozen=True)

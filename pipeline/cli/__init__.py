@@ -17,6 +17,7 @@ from pipeline.cli.admin import audit, db, workflows
 from pipeline.cli.approvals import approvals, events
 from pipeline.cli.doctor import doctor
 from pipeline.cli.errors import CliError, RavelGroup
+from pipeline.cli.fork import fork
 from pipeline.cli.keys import keys
 from pipeline.cli.runs import runs
 from pipeline.cli.serve import serve
@@ -43,6 +44,7 @@ def cli(database_url: str | None, show_traceback: bool) -> None:
 
 for _group in (runs, approvals, events, audit, workflows, db, doctor, serve, keys):
     cli.add_command(_group)
+runs.add_command(fork)
 
 
 def _configure_logging() -> None:

@@ -8,6 +8,7 @@ import click
 
 from pipeline import api
 from pipeline.cli.common import actor_option, json_option, parse_json, require_database
+from pipeline.cli.fork import fork_fields
 from pipeline.cli.output import (
     compact,
     echo_json,
@@ -128,6 +129,7 @@ def _show_text(run: RunView, rows: list[Row]) -> None:
         ("cost", money(run.cost_usd)),
         ("created", when(run.created_at)),
         ("updated", when(run.updated_at)),
+        *fork_fields(run),
         *_wait_fields(run),
     ]
     if run.error:

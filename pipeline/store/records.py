@@ -44,6 +44,8 @@ class RunRecord:
     updated_at: datetime
     tokens: int
     cost_usd: float
+    forked_from: str | None
+    forked_from_seq: int | None
 
 
 @dataclass(frozen=True)

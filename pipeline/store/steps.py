@@ -304,6 +304,7 @@ def _step_row(
     c: Claim, attempt: int, status: str, outcome: str | None, error: str | None, at: datetime,
     traceback: str | None = None,
 ) -> dict[str, Any]:
+    current = attempt == c.attempt  # else an attempt that died before committing
     return {
         "run_id": c.run_id,
         "seq": c.seq,
@@ -311,10 +312,14 @@ def _step_row(
         "step": c.step,
         "status": status,
         "outcome": outcome,
-        "worker": c.owner if attempt == c.attempt else None,
+        "worker": c.owner if current else None,
         "error": error,
         "traceback": traceback,
-        "started_at": c.claimed_at if attempt == c.attempt else None,
+        # The checkpoint this attempt started from (a fork from this step starts there).
+        "state_before": c.state if current else None,
+        "wait_result": c.wait_result if current else None,
+        "message_count": c.message_count if current else None,
+        "started_at": c.claimed_at if current else None,
         "finished_at": at,
     }
 
