@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from pipeline import faults
+from pipeline import faults, metrics
 from pipeline.jsonutil import to_json_value
 from pipeline.store import Database, journal
 from pipeline.store.journal import JournalEntry
@@ -140,6 +140,8 @@ class StepContext:
         value = to_json_value(call(), what=f"the result of {kind} {name!r}", redact_secrets=True)
         faults.fault("after_effect_call_before_record", self.step)
         tokens, cost, model = usage(value) if usage else (0, 0.0, None)
+        if usage is not None:  # a paid call was made (and billed), whoever records it first
+            metrics.llm_usage(self.workflow, model, tokens, cost)
         if not journal.record_result(
             self._db, self.run_id, self.seq, name, value,
             tokens=tokens, cost_usd=cost, model=model,

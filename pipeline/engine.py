@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline import dispatch, faults, notify
+from pipeline import dispatch, faults, metrics, notify
 from pipeline.context import AttemptFenced, StepContext
 from pipeline.errors import InvalidInput, InvalidStepResult
 from pipeline.jsonutil import Limit, to_json_value
@@ -83,14 +84,21 @@ def execute_step(
     claim = store.claim(db, run_id, seq, step, settings.lease_seconds, worker, served)
     if claim is None:
         return NOTHING_TO_DO
+    started = time.monotonic()
+    if claim.attempt - 1 > claim.recorded_attempt:
+        # An earlier attempt of this seq never committed: this claim took an expired lease.
+        metrics.lease_takeover(claim.workflow, claim.step)
     faults.fault("after_claim", claim.step)
     plan = plan_attempt(claim)
     if plan is None:
         log.warning("run %s: cancelled or taken over during step %s; this attempt stopped "
                     "before its next call and commits nothing", run_id, claim.step)
+        metrics.step_finished(claim.workflow, claim.step, "fenced", time.monotonic() - started)
         return StepOutcome(claimed=True, committed=False)
     faults.fault("before_commit", claim.step)
     done = store.commit(db, claim, plan, settings.redispatch_after)
+    outcome = plan.outcome if done is not None else "lost"
+    metrics.step_finished(claim.workflow, claim.step, outcome, time.monotonic() - started)
     if done is None:
         log.warning("run %s: lease lost before commit; the step's outcome was dropped", run_id)
         return StepOutcome(claimed=True, committed=False)

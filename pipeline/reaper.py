@@ -14,7 +14,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pipeline import dispatch
+from pipeline import dispatch, metrics
 from pipeline.settings import get_settings
 from pipeline.store import Database, decisions, get_db, health, runs, sweeps
 from pipeline.store.decisions import Wakeup
@@ -66,6 +66,7 @@ def reap() -> ReapReport:
     republished = sweep("re-publish",
                         lambda: sweeps.overdue_wakeups(db, settings.redispatch_after))
     report = ReapReport(woken, expired, republished, errors)
+    metrics.reaper_pass(woken, expired, republished, len(errors))
     if republished:
         log.info("reaper: re-published %d overdue wake-up(s)", republished)
     try:

@@ -103,6 +103,8 @@ class Settings:
             ``RAVEL_MAX_STATE_BYTES`` (256 KiB).
         max_value_bytes: size limit of any other stored value (effect, LLM and tool results,
             ``Done`` results, wait data, audit data, messages): ``RAVEL_MAX_VALUE_BYTES`` (1 MiB).
+        metrics_dir: folder of the workers' Prometheus metric files, one sub-folder per
+            worker: ``RAVEL_METRICS_DIR`` (default ``<home>/metrics``).
     """
 
     home: Path
@@ -122,6 +124,12 @@ class Settings:
     max_input_bytes: int = 64 * 1024
     max_state_bytes: int = 256 * 1024
     max_value_bytes: int = 1024 * 1024
+    metrics_dir: Path | None = None
+
+    @property
+    def metrics_folder(self) -> Path:
+        """Folder of the workers' Prometheus metric files (``RAVEL_METRICS_DIR``)."""
+        return self.metrics_dir or self.home / "metrics"
 
     @property
     def is_embedded(self) -> bool:
@@ -140,6 +148,7 @@ def _read() -> Settings:
     broker_url = os.environ.get("RAVEL_BROKER_URL") or "filesystem://"
     modules = os.environ.get("RAVEL_WORKFLOWS", "")
     default_queue = os.environ.get("RAVEL_DEFAULT_QUEUE") or "ravel"
+    metrics_dir = os.environ.get("RAVEL_METRICS_DIR")
     return Settings(
         home=home,
         database_url=supported_database_url(database_url),
@@ -158,6 +167,7 @@ def _read() -> Settings:
         max_input_bytes=_bytes("RAVEL_MAX_INPUT_BYTES", 64 * 1024),
         max_state_bytes=_bytes("RAVEL_MAX_STATE_BYTES", 256 * 1024),
         max_value_bytes=_bytes("RAVEL_MAX_VALUE_BYTES", 1024 * 1024),
+        metrics_dir=Path(metrics_dir).absolute() if metrics_dir else None,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pipeline import faults
+from pipeline import faults, metrics
 from pipeline.agent import gates, llm
 from pipeline.settings import get_settings
 
@@ -65,13 +65,14 @@ def call_llm(
     def call() -> dict[str, Any]:
         nonlocal fresh
         fresh = True
-        return llm.complete(
-            run_id=ctx.run_id,
-            model=chosen,
-            messages=messages,
-            tools=tools,
-            max_output_tokens=agent.max_output_tokens,
-        )
+        with metrics.llm_call(ctx.workflow, chosen):
+            return llm.complete(
+                run_id=ctx.run_id,
+                model=chosen,
+                messages=messages,
+                tools=tools,
+                max_output_tokens=agent.max_output_tokens,
+            )
 
     record: dict[str, Any] = ctx.journaled(name, "llm", call, usage=llm.usage_of)
     if fresh:
