@@ -4,6 +4,9 @@ cannot be read."""
 
 from __future__ import annotations
 
+import json
+import re
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,11 +24,13 @@ from pipeline import (
     reject,
     start_run,
 )
+from pipeline.engine import execute_step
 from pipeline.metrics import multiproc, wsgi_app
 from pipeline.reaper import reap
 from pipeline.retry import RetryPolicy
 from pipeline.settings import reload_settings
-from pipeline.store import reset_db
+from pipeline.store import get_db, reset_db
+from pipeline.store.steps import claim
 from tests.integration._engine_support import unique
 from tests.support.agents import force_expiry
 
@@ -164,3 +169,45 @@ def test_a_worker_empties_its_own_folder_but_never_the_operators(
     finally:
         values.ValueClass = chosen
         monkeypatch.delenv(multiproc.ENV, raising=False)
+
+
+def test_a_claim_of_an_expired_lease_counts_as_a_takeover(any_db, inline):
+    flow = Workflow(unique("mtake"), version=1)
+
+    @flow.step(start=True)
+    def only(ctx: StepContext) -> Any:
+        return Done(None)
+
+    rid = start_run(flow.name, {})
+    wake = inline.queue.popleft()
+    # A worker claims the run and dies before committing; its lease runs out.
+    assert claim(get_db(), rid, wake.seq, wake.step, 0.01, "dead", [(flow.name, 1)])
+    time.sleep(0.05)
+    assert execute_step(rid, wake.seq, wake.step, worker="w2").committed
+    samples = scrape(database=False)
+    assert get(samples, "ravel_lease_takeovers_total", workflow=flow.name, step="only") == 1
+    assert get(samples, "ravel_step_attempts_total", workflow=flow.name, step="only",
+               outcome="done") == 1
+
+
+def test_the_example_dashboard_and_alerts_use_only_metrics_ravel_exposes(sqlite_db, inline):
+    flow = gate()
+    start_run(flow.name, {})
+    inline.drain()
+    reap()
+    app = wsgi_app()
+    body = b"".join(app({"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "QUERY_STRING": ""},
+                        lambda s, h: None)).decode()
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"),
+                "gauge": ("",)}
+    exposed = {f.name + suffix for f in text_string_to_metric_families(body)
+               for suffix in suffixes[f.type]}
+    folder = Path(__file__).resolve().parents[2] / "examples" / "monitoring"
+    dashboard = json.loads((folder / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    exprs.append((folder / "alerts.yml").read_text())
+    used = {name for e in exprs for name in re.findall(r"\bravel_[a-z_]+", e)}
+    assert used, "no metric found in the examples"
+    assert used - exposed == set()
+    assert {"ravel_runs_overdue_seconds", "ravel_reaper_last_pass_age_seconds",
+            "ravel_step_attempts_total"} <= used
