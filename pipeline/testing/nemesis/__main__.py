@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import random
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 
 from pipeline.testing.nemesis.schedule import ALL_KINDS
 
@@ -32,6 +34,8 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=3, help="pool size of each worker")
     parser.add_argument("--settle", type=float, default=240.0,
                         help="seconds to wait for the runs to finish after the faults")
+    parser.add_argument("--cancels", type=float, default=0.12,
+                        help="share of runs the driver cancels (default 0.12)")
     parser.add_argument("--faults", default=",".join(ALL_KINDS),
                         help="comma-separated fault kinds (default: all)")
     parser.add_argument("--out", type=Path, help="folder for the run's logs "
@@ -45,9 +49,15 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run, check, report; the exit status says whether every invariant held."""
     args = parse(argv)
+    # SIGTERM unwinds like Ctrl-C: workers, proxies and servers are stopped on the way out.
+    signal.signal(signal.SIGTERM, _interrupt)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
     print(f"nemesis seed {seed} (replay with --seed {seed})", flush=True)
     from pipeline.testing.nemesis import harness
@@ -56,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = harness.Options(
         seed=seed, runs=args.runs, duration=args.duration, broker=args.broker,
         mutant=args.mutant, workers=args.workers, concurrency=args.concurrency,
-        settle=args.settle, kinds=tuple(k for k in args.faults.split(",") if k), out=args.out)
+        settle=args.settle, kinds=tuple(k for k in args.faults.split(",") if k), out=args.out,
+        cancel_share=args.cancels)
     outcome = harness.run(options)
     assert outcome.history is not None
     text = render(outcome, outcome.history, outcome.verdicts)

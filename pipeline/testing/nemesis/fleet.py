@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from pipeline.testing.cluster import CELERY, Proc, wait_for
+from pipeline.testing.cluster import CELERY, ROOT, Proc, wait_for
 from pipeline.testing.nemesis.jsonlog import JsonLog
 
 V1 = "pipeline.testing.nemesis.flow_v1"
@@ -69,6 +69,7 @@ class Fleet:
         if self.mutant:
             env["RAVEL_MUTANT"] = self.mutant
         env.update(extra or {})
+        env["PYTHONPATH"] = str(ROOT)  # this checkout's code, even beside an installed Ravel
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
@@ -80,7 +81,7 @@ class Fleet:
                 str(self.concurrency), "-n", f"{slot.name}@%h", "--without-gossip",
                 "--without-mingle", "--without-heartbeat", "--loglevel", "INFO",
                 "-Q", env["RAVEL_DEFAULT_QUEUE"]]
-        proc = Proc(slot.name, argv, env, self.logs / f"{slot.name}.log")
+        proc = Proc(slot.name, argv, env, self.logs / f"{slot.name}.log", cwd=ROOT)
         self.procs.append(proc)
         slot.proc = proc
         slot.down = False

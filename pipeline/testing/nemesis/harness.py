@@ -59,6 +59,7 @@ class Options:
     settle: float = 240.0
     kinds: tuple[str, ...] = ALL_KINDS
     out: Path | None = None
+    cancel_share: float = 0.12
 
 
 @dataclass
@@ -126,7 +127,8 @@ def run(options: Options) -> Outcome:
     (folder / "logs").mkdir(parents=True, exist_ok=True)
     salt = f"nemesis-{options.seed}"
     hang = request_timeout(STEP_LIMIT) + HANG_MARGIN
-    plans = draw_plans(options.seed, options.runs, options.duration)
+    plans = draw_plans(options.seed, options.runs, options.duration,
+                       cancel_share=options.cancel_share)
     schedule = draw_schedule(options.seed, options.duration, options.workers, LEASE,
                              options.kinds)
     queue = f"nemesis-{options.seed}"
