@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help install demo test test-fast lint migrate worker beat flower up down services clean
+.PHONY: help install demo test test-fast chaos lint migrate worker beat flower up down services clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 12
@@ -28,6 +28,18 @@ test: install services  ## every test, chaos tests included (what CI runs)
 
 test-fast: install  ## the fast set: no slow chaos tests
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The long seeded nemesis; override any of these: make chaos SEED=42 BROKER=amqp RUNS=300
+SEED     ?=
+RUNS     ?= 200
+DURATION ?= 300
+BROKER   ?= redis
+WORKERS  ?= 3
+MUTANT   ?=
+
+chaos: install  ## the seeded nemesis (SEED, RUNS, DURATION, BROKER=redis|amqp, WORKERS, MUTANT)
+	$(BIN)/python -m pipeline.testing.nemesis $(if $(SEED),--seed $(SEED)) --runs $(RUNS) \
+		--duration $(DURATION) --broker $(BROKER) --workers $(WORKERS) $(if $(MUTANT),--mutant $(MUTANT))
 
 lint: install  ## ruff, formatting and mypy --strict
 	$(BIN)/ruff check .
