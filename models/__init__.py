@@ -5,6 +5,7 @@ The models describe the schema; they carry no behaviour. All SQL is issued by
 path. Every table is prefixed ``ravel_`` so that Ravel can share a host application's database.
 """
 
+from models.approvals import ApprovalLink, SlackMessage
 from models.base import Base, RunStatusValues, table_of
 from models.tables import (
     AuditEvent,
@@ -20,6 +21,7 @@ from models.tables import (
 )
 
 __all__ = [
+    "ApprovalLink",
     "AuditEvent",
     "Base",
     "Effect",
@@ -27,6 +29,7 @@ __all__ = [
     "Message",
     "Run",
     "RunStatusValues",
+    "SlackMessage",
     "StepRecord",
     "table_of",
     "Wait",
