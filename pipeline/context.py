@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from pipeline import faults, metrics
+from pipeline import faults, metrics, telemetry
 from pipeline.jsonutil import to_json_value
 from pipeline.store import Database, journal
 from pipeline.store.journal import JournalEntry
@@ -137,7 +137,8 @@ class StepContext:
             self.journal()[name] = now
             return now.result
         faults.fault("after_effect_intent", self.step)
-        value = to_json_value(call(), what=f"the result of {kind} {name!r}", redact_secrets=True)
+        value = to_json_value(telemetry.traced_call(self, kind, name, call),
+                              what=f"the result of {kind} {name!r}", redact_secrets=True)
         faults.fault("after_effect_call_before_record", self.step)
         tokens, cost, model = usage(value) if usage else (0, 0.0, None)
         if usage is not None:  # a paid call was made (and billed), whoever records it first

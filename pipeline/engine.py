@@ -9,7 +9,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline import dispatch, faults, metrics, notify
+from pipeline import dispatch, faults, metrics, notify, telemetry
 from pipeline.context import AttemptFenced, StepContext
 from pipeline.errors import InvalidInput, InvalidStepResult
 from pipeline.jsonutil import Limit, to_json_value
@@ -73,8 +73,21 @@ def execute_step(
 
     Only runs of the workflow versions this process serves are claimed. ``workflow`` and
     ``version`` are what the wake-up carries: a worker that does not serve the version leaves
-    the run for one that does, and the reaper re-publishes the wake-up.
+    the run for one that does, and the reaper re-publishes the wake-up. Log lines meanwhile
+    carry the run's fields; with the ``otel`` extra the attempt is a span of the run's trace.
     """
+    with telemetry.step_scope(run_id, seq, step, workflow, worker) as scope:
+        outcome = _execute_step(run_id, seq, step, worker=worker, workflow=workflow,
+                                version=version)
+        scope.finished(outcome.status.value if outcome.status else None, outcome.error,
+                       committed=outcome.committed)
+        return outcome
+
+
+def _execute_step(
+    run_id: str, seq: int, step: str, *, worker: str, workflow: str | None,
+    version: int | None,
+) -> StepOutcome:
     db = get_db()
     settings = get_settings()
     served = _served(workflow, step)
@@ -84,6 +97,8 @@ def execute_step(
     claim = store.claim(db, run_id, seq, step, settings.lease_seconds, worker, served)
     if claim is None:
         return NOTHING_TO_DO
+    telemetry.claimed(claim.workflow, claim.workflow_version, claim.step, claim.seq,
+                      claim.attempt - claim.retry_base)
     started = time.monotonic()
     if claim.attempt - 1 > claim.recorded_attempt:
         # An earlier attempt of this seq never committed: this claim took an expired lease.

@@ -18,9 +18,11 @@ from pipeline import dispatch, metrics
 from pipeline.settings import get_settings
 from pipeline.store import Database, decisions, get_db, health, runs, sweeps
 from pipeline.store.decisions import Wakeup
+from pipeline.telemetry.logs import run_fields
 from pipeline.workflow import all_workflows, describe
 
 log = logging.getLogger("ravel.reaper")
+_DID = {"wake": "woke", "expiry": "expired the wait of", "re-publish": "re-published"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,9 @@ def reap() -> ReapReport:
         errors.extend(found.errors)
         for wakeup in found.wakeups:
             dispatch.publish(wakeup)
+            # One line per run it moved, findable by run id (a JSON field with the extra).
+            log.info("reaper: %s run %s at step %s", _DID[what], wakeup.run_id, wakeup.step,
+                     extra=run_fields(wakeup.run_id, wakeup.workflow, wakeup.step, wakeup.seq))
         return len(found.wakeups)
 
     woken = sweep("wake", lambda: sweeps.wake_due_sleepers(db, settings.redispatch_after))

@@ -18,6 +18,7 @@ from pipeline.redact import redact_text
 from pipeline.settings import get_settings
 from pipeline.workflow import all_workflows
 from tasks import dispatch as celery_dispatch
+from tasks import logs as _logs  # noqa: F401 - connects its signals
 from tasks import metrics as _metrics  # noqa: F401 - connects its signals
 from tasks import startup
 from tasks.config import celery_config, task_queue

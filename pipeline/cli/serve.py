@@ -13,6 +13,8 @@ from flask import Flask, Response, g, request
 from pipeline.cli.errors import CliError
 from pipeline.errors import PipelineError, StoreUnavailable
 from pipeline.store import health
+from pipeline.telemetry.logs import install as install_log_format
+from pipeline.telemetry.logs import log_format, run_fields
 from pipeline.web import keys as api_keys
 from pipeline.web.app import create_app
 from pipeline.web.body import MIN_BODY_BYTES
@@ -49,14 +51,17 @@ def _access_log(app: Flask) -> None:
     @app.after_request
     def _log(response: Response) -> Response:
         took = (time.perf_counter() - g.get("ravel_started", time.perf_counter())) * 1000
+        run_id = (request.view_args or {}).get("run_id")
         access.info("%s %s %s %.1fms", request.method, request.full_path.rstrip("?"),
-                    response.status_code, took)
+                    response.status_code, took,
+                    extra=run_fields(run_id) if isinstance(run_id, str) else None)
         return response
 
 
 def _configure_logging(level: str) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    install_log_format([handler])  # RAVEL_LOG_FORMAT=json: JSON lines; run ids as fields
     for name in ("ravel", "waitress"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
@@ -96,6 +101,7 @@ def serve(
     path = keys_file or api_keys.keys_file()
     try:
         count = len(api_keys.load(path).keys)
+        log_format()  # a RAVEL_LOG_FORMAT it does not know refuses to start, in one line
     except PipelineError as exc:
         raise CliError(f"ravel serve cannot start: {exc}") from None
     database = _check_database()
