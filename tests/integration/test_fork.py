@@ -143,8 +143,8 @@ def approval_flow() -> Workflow:
     @flow.step(start=True)
     def propose(ctx: StepContext) -> Any:
         ctx.state["proposal"] = ctx.effect("draft", _call, "draft")
-        return WaitForApproval(prompt="Buy?", approvers=["group:finance"], timeout=timedelta(days=1),
-                               then="submit")
+        return WaitForApproval(prompt="Buy?", approvers=["group:finance"],
+                               timeout=timedelta(days=1), then="submit")
 
     @flow.step
     def submit(ctx: StepContext) -> Any:
@@ -178,7 +178,8 @@ def test_fork_of_a_parked_run_is_refused_before_the_wait_but_works_before_the_st
     inline.drain()
     assert get_run(rid).status == "waiting"
     before = run_count()
-    with pytest.raises(InvalidInput, match=r"parked on approval before step seq 1.*fork from seq 0"):
+    with pytest.raises(InvalidInput,
+                       match=r"parked on approval before step seq 1.*fork from seq 0"):
         fork_run(rid, 1, "dave")
     assert run_count() == before
     calls.clear()
@@ -210,7 +211,7 @@ def test_bad_fork_requests_are_refused_clearly_and_write_nothing(any_db, inline)
         fork_run(rid, 1, "eve", state_patch=[1, 2])  # type: ignore[arg-type]
     with pytest.raises(InvalidInput, match="must be a JSON object"):
         fork_run(rid, 1, "eve", state_patch='"globex"')
-    with pytest.raises(InvalidInput, match="'_agent'.*Ravel writes it"):
+    with pytest.raises(InvalidInput, match=r"'_agent'.*Ravel writes it"):
         fork_run(rid, 1, "eve", state_patch={"_agent": {"turns": 0}})
     with pytest.raises(InvalidInput,
                        match=r'changes state\["vendor"\] from an object to an array'):
