@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
+from pipeline.web import slack
 from pipeline.web.api import blueprint, http_error
 
 Handler = Callable[[Any], Any]
@@ -32,6 +33,9 @@ def mount(app: Flask, url_prefix: str = "", **options: Any) -> None:
     """
     prefix = url_prefix.rstrip("/")
     app.register_blueprint(blueprint, url_prefix=prefix or None, **options)
+    for extra in (slack.blueprint,):  # Slack's buttons
+        named = {"name": f"{options['name']}_{extra.name}"} if "name" in options else {}
+        app.register_blueprint(extra, url_prefix=prefix or None, **{**options, **named})
     for exc_class in (NotFound, MethodNotAllowed):
         code = exc_class.code
         assert code is not None
