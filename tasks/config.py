@@ -118,6 +118,21 @@ def _amqp_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def step_task_options(settings: Settings) -> dict[str, Any]:
+    """Options of every step task: those of :func:`celery_config`'s settings that Celery
+    takes per task, so they hold on a host's Celery app whatever its own defaults are (see
+    :mod:`tasks.host`; each one's reason is given in :func:`celery_config`)."""
+    return {
+        "acks_late": True,
+        "reject_on_worker_lost": True,
+        "acks_on_failure_or_timeout": True,
+        "ignore_result": True,
+        "serializer": "json",
+        "soft_time_limit": settings.step_time_limit,
+        "time_limit": settings.step_time_limit + 60,
+    }
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery configuration for these settings."""
     transport = broker_transport_options(settings)

@@ -9,7 +9,7 @@ from celery import Celery
 from pipeline.dispatch import Dispatcher
 from pipeline.settings import get_settings
 from pipeline.store.decisions import Wakeup
-from tasks.config import celery_config
+from tasks.config import celery_config, task_queue
 
 
 def publisher(celery: Celery) -> Dispatcher:
@@ -20,7 +20,12 @@ def publisher(celery: Celery) -> Dispatcher:
             f"{wakeup.workflow}.{wakeup.step}",
             # The version lets a worker that does not serve it leave the run for one that does.
             kwargs={"run_id": wakeup.run_id, "seq": wakeup.seq, "version": wakeup.version},
-            queue=queue,
+            # The declaration, not the name: a host's app that does not know Ravel's queues
+            # would declare a missing one with its own defaults (a classic queue on RabbitMQ,
+            # which the workers' quorum declaration then conflicts with).
+            queue=task_queue(queue, get_settings()),
+            # Workers accept JSON only, whatever a host's app serializes its own tasks with.
+            serializer="json",
             ignore_result=True,
         )
 

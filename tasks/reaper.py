@@ -25,13 +25,17 @@ _CHATTY_LOGGERS = ("celery.worker.strategy", "celery.app.trace", "celery.beat")
 def register_reaper(celery: Celery, settings: Settings) -> None:
     """The ``ravel.reap`` task and its beat schedule on the reaper queue."""
 
-    # No events: a pass a second would bury the steps in Flower's task list.
-    @celery.task(name=REAP_TASK, ignore_result=True, acks_late=False, send_events=False)
+    # No events: a pass a second would bury the steps in Flower's task list. A pass lost
+    # with a killed worker is simply the next one: no late ack.
+    @celery.task(name=REAP_TASK, ignore_result=True, acks_late=False, send_events=False,
+                 serializer="json", shared=False)
     def reap_task() -> None:
         reap()
 
     del reap_task
+    # Added to the schedule a host's app may have of its own, never replacing it.
     celery.conf.beat_schedule = {
+        **(celery.conf.beat_schedule or {}),
         "ravel-reaper": {
             "task": REAP_TASK,
             "schedule": settings.reaper_interval,

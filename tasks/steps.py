@@ -19,8 +19,10 @@ from celery.exceptions import Ignore, Retry
 
 from pipeline.api import get_run
 from pipeline.engine import StepOutcome, execute_step
+from pipeline.settings import Settings
 from pipeline.status import RunStatus
 from pipeline.workflow import Workflow
+from tasks.config import step_task_options
 from tasks.wakeup import MalformedWakeup, check_wakeup
 
 log = logging.getLogger("ravel.worker")
@@ -74,10 +76,14 @@ def _report(task: Task, run_id: str, outcome: StepOutcome) -> None:
     raise Ignore()
 
 
-def _make_step_task(celery: Celery, flow: Workflow, step: str, queue: str) -> None:
+def _make_step_task(
+    celery: Celery, flow: Workflow, step: str, queue: str, options: dict[str, Any]
+) -> None:
     # A malformed message is an expected refusal (FAILURE in Flower, no traceback in the log).
-    @celery.task(name=f"{flow.name}.{step}", bind=True, queue=queue, ignore_result=True,
-                 throws=(MalformedWakeup,))
+    # shared=False: the task belongs to this app only, not to every Celery app of the process
+    # (a host project's other apps, or Ravel's own beside a host's).
+    @celery.task(name=f"{flow.name}.{step}", bind=True, queue=queue, throws=(MalformedWakeup,),
+                 shared=False, **options)
     def run_step(self: Task, run_id: Any = None, seq: Any = None, version: Any = None) -> None:
         # ``version`` is absent from wake-ups published before wake-ups carried it.
         try:
@@ -99,13 +105,15 @@ def _make_step_task(celery: Celery, flow: Workflow, step: str, queue: str) -> No
     del run_step
 
 
-def register_step_tasks(celery: Celery, flows: list[Workflow]) -> None:
+def register_step_tasks(celery: Celery, flows: list[Workflow], settings: Settings) -> None:
     """Register ``<workflow>.<step>`` tasks for every step of ``flows``.
 
     Versions of one workflow share their tasks (the engine runs the run's own version); the
-    newest version's queue routes a step both have.
+    newest version's queue routes a step both have. Queues come from Ravel's settings, not
+    the app's ``task_default_queue``: on a host's app that is the host's queue.
     """
+    options = step_task_options(settings)
     for flow in flows:
         for step in flow.steps:
-            queue = flow.broker_queue(step, celery.conf.task_default_queue)
-            _make_step_task(celery, flow, step, queue)
+            queue = flow.broker_queue(step, settings.default_queue)
+            _make_step_task(celery, flow, step, queue, options)
