@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help install demo test test-fast chaos lint migrate worker beat flower up down services clean
+.PHONY: help install browser demo test test-fast chaos lint migrate worker beat flower up down services clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 12
@@ -15,7 +15,15 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	@touch $@
 
-install: $(BIN)/.installed  ## create .venv with Ravel and its dev tools
+install: $(BIN)/.installed browser  ## create .venv with Ravel and its dev tools
+
+# The dashboard's browser tests drive Debian's chromium through Playwright's Python package;
+# a browser is never downloaded (no `playwright install`).
+browser:  ## Debian's chromium for the dashboard's browser tests, if missing
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		else echo "chromium is missing: install Debian's package (sudo apt-get install chromium)"; fi; }
 
 demo: install  ## the procurement story on the embedded default (SQLite + filesystem broker)
 	$(BIN)/python -m examples.procurement.demo
