@@ -19,6 +19,7 @@ from pipeline.cli.doctor import doctor
 from pipeline.cli.errors import CliError, RavelGroup
 from pipeline.cli.fork import fork
 from pipeline.cli.keys import keys
+from pipeline.cli.links import link
 from pipeline.cli.metrics import metrics
 from pipeline.cli.runs import runs
 from pipeline.cli.serve import serve
@@ -46,6 +47,7 @@ def cli(database_url: str | None, show_traceback: bool) -> None:
 for _group in (runs, approvals, events, audit, workflows, db, doctor, serve, keys, metrics):
     cli.add_command(_group)
 runs.add_command(fork)
+approvals.add_command(link)
 
 
 def _configure_logging() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask, redirect, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from pipeline.web import slack
+from pipeline.web import links, slack
 from pipeline.web.api import blueprint, http_error
 from pipeline.web.dashboard import install as install_dashboard
 from pipeline.web.dashboard.base import routing_error
@@ -37,7 +37,7 @@ def mount(app: Flask, url_prefix: str = "", **options: Any) -> None:
     prefix = url_prefix.rstrip("/")
     app.register_blueprint(blueprint, url_prefix=prefix or None, **options)
     ui = install_dashboard(app, prefix, **options)  # the dashboard, at <prefix>/ui
-    for extra in (slack.blueprint,):  # Slack's buttons
+    for extra in (slack.blueprint, links.blueprint):  # Slack's buttons, approval links
         named = {"name": f"{options['name']}_{extra.name}"} if "name" in options else {}
         app.register_blueprint(extra, url_prefix=prefix or None, **{**options, **named})
     for exc_class in (NotFound, MethodNotAllowed):
