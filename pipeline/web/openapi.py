@@ -67,6 +67,10 @@ RUN = _object({
     "cost_usd": {"type": "number"},
     "created_at": _TIME,
     "updated_at": _TIME,
+    "forked_from": _nullable({"type": "string", "format": "uuid",
+                              "description": "the run this one was forked from"}),
+    "forked_from_seq": _nullable({"type": "integer",
+                                  "description": "the step (seq) of that run it starts at"}),
 }, description="A run as stored now.")
 
 DECISION = _object({
