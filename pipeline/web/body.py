@@ -25,13 +25,17 @@ MIN_BODY_BYTES = 1024 * 1024
 def max_body_bytes() -> int:
     """``RAVEL_API_MAX_BODY_BYTES`` (the app's setting, else the environment's); by default
     1 MiB or four times ``RAVEL_MAX_INPUT_BYTES``, whichever is larger."""
-    configured = current_app.config.get("RAVEL_API_MAX_BODY_BYTES") or os.environ.get(
-        "RAVEL_API_MAX_BODY_BYTES", "")
-    if str(configured).strip():
+    return body_limit(current_app.config.get("RAVEL_API_MAX_BODY_BYTES"))
+
+
+def body_limit(configured: object = None) -> int:
+    """:func:`max_body_bytes` for a framework's own setting ``configured`` (None: unset)."""
+    text = str(configured or os.environ.get("RAVEL_API_MAX_BODY_BYTES", "")).strip()
+    if text:
         try:
-            return max(1024, int(configured))
+            return max(1024, int(text))
         except ValueError:
-            raise ConfigurationError(f"RAVEL_API_MAX_BODY_BYTES={configured!r} is not a whole "
+            raise ConfigurationError(f"RAVEL_API_MAX_BODY_BYTES={text!r} is not a whole "
                                      "number of bytes; set e.g. 1048576") from None
     return max(MIN_BODY_BYTES, 4 * get_settings().max_input_bytes)
 
@@ -65,11 +69,17 @@ def json_body(required: Collection[str] = (), optional: Collection[str] = ()) ->
         ApiError: 413 too large, 415 not JSON, 400 malformed, not an object, unknown or
             missing fields; 422 nested deeper than Ravel accepts.
     """
-    data = _raw(max_body_bytes())
+    return parse_json(_raw(max_body_bytes()), request.mimetype, required, optional)
+
+
+def parse_json(
+    data: bytes, mimetype: str, required: Collection[str] = (), optional: Collection[str] = ()
+) -> dict[str, Any]:
+    """:func:`json_body` for a body already read (within the size limit) by any framework."""
     value: Any = {}
     if data.strip():
-        if not _is_json(request.mimetype):
-            sent = request.mimetype or "no Content-Type"
+        if not _is_json(mimetype):
+            sent = mimetype or "no Content-Type"
             raise ApiError(415, "unsupported_media_type", f"the body must be JSON, sent with "
                            f"`Content-Type: application/json` (this request sent {sent})")
         try:
@@ -108,13 +118,17 @@ def _check_fields(
 
 def query(allowed: Collection[str]) -> dict[str, str]:
     """The query parameters, each given at most once and all of them known (400 otherwise)."""
-    args = request.args
+    return query_args({name: request.args.getlist(name) for name in request.args}, allowed)
+
+
+def query_args(args: Mapping[str, list[str]], allowed: Collection[str]) -> dict[str, str]:
+    """:func:`query` for any framework: ``args`` maps each parameter to the values given."""
     _check_fields(list(args), (), allowed, "the query string")
-    for name in args:
-        if len(args.getlist(name)) > 1:
+    for name, values in args.items():
+        if len(values) > 1:
             raise ApiError(400, "invalid_query", f"the query parameter {name} is given more "
                            "than once; give it once")
-    return {name: args[name] for name in args}
+    return {name: values[0] for name, values in args.items()}
 
 
 def _kind(value: Any) -> str:
@@ -138,4 +152,5 @@ def field(body: Mapping[str, Any], name: str, *kinds: type | None, example: str)
     return value
 
 
-__all__ = ["field", "json_body", "max_body_bytes", "query"]
+__all__ = ["body_limit", "field", "json_body", "max_body_bytes", "parse_json", "query",
+           "query_args"]
