@@ -17,7 +17,7 @@ from pipeline import store
 from pipeline.reaper import register_workflows
 from pipeline.settings import Settings, get_settings
 from pipeline.workflow import all_workflows
-from tasks import fs_transport, startup
+from tasks import fs_transport, slack, startup
 from tasks import logs as _logs  # noqa: F401 - connects its signals
 from tasks import metrics as _metrics  # noqa: F401 - connects its signals
 from tasks.config import task_queue
@@ -51,6 +51,7 @@ def _before_consuming(instance: Any = None, **_: Any) -> None:
     if not _ours(getattr(instance, "app", None)):
         return
     startup.check_database("worker")
+    slack.before_pool()  # before the pool forks: every pool process inherits the handler
     settings = get_settings()
     queues = instance.app.amqp.queues
     # The declaration, not the name: a name would re-add it as a plain (classic) queue.
@@ -108,11 +109,13 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
     _heartbeat = Heartbeat(sender.hostname)
     _heartbeat.beat(starting=True)
     _heartbeat.start()
+    slack.start()
 
 
 def _on_shutdown(**_: Any) -> None:
     if _heartbeat is not None:
         _heartbeat.stop()
+    slack.stop()
 
 
 def connect() -> None:
