@@ -176,10 +176,18 @@ def run_page(run_id: str) -> str:
 @blueprint.get("/runs/<run_id>/live")
 @page(Role.VIEWER)
 def run_live(run_id: str) -> Response:
-    """The changing part of a run page, for its live refresh."""
-    found = _run_page(run_id)
+    """A changing part of a run page, for its live refresh: ``part=head`` (summary and open
+    wait; one read) or ``part=body`` (timeline, state, history)."""
+    part = request.args.get("part", "body")
+    if part not in ("head", "body"):
+        raise ApiError(400, "invalid_query", "part must be head or body")
+    if part == "head":
+        run = api.get_run(run_id)
+        found = RunPage(run, [], [], None, forks.forks_of(get_db(), run.id), None, [])
+    else:
+        found = _run_page(run_id)
     status = found.run.status.value
-    html = render_template("ravel/_run_live.html", p=found)
+    html = render_template(f"ravel/_run_{part}.html", p=found)
     return _fragment(html, status in LIVE, status)
 
 
