@@ -34,10 +34,14 @@ def _random_seed() -> int:
     return seed
 
 
-@pytest.mark.parametrize("seed", [FIXED_SEED, None], ids=["fixed-seed", "random-seed"])
-def test_a_short_nemesis_on_redis_breaks_no_invariant(seed: int | None, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("broker", "seed"), [
+    ("redis", FIXED_SEED), ("redis", None), ("amqp", FIXED_SEED),
+], ids=["redis-fixed-seed", "redis-random-seed", "amqp-fixed-seed"])
+def test_a_short_nemesis_breaks_no_invariant(broker: str, seed: int | None,
+                                             tmp_path: Path) -> None:
     seed = seed if seed is not None else _random_seed()
-    outcome = run(Options(seed=seed, runs=RUNS, duration=DURATION, settle=150, out=tmp_path))
+    outcome = run(Options(seed=seed, runs=RUNS, duration=DURATION, broker=broker, settle=150,
+                          out=tmp_path))
     report = _report(outcome)
     assert outcome.ok, f"seed {seed}:\n{report}"
     assert outcome.settled, report
@@ -56,7 +60,7 @@ def test_a_short_nemesis_on_redis_breaks_no_invariant(seed: int | None, tmp_path
 def test_the_checker_catches_a_mutant(mutant: str, caught_by: str, tmp_path: Path) -> None:
     """No fault at all: whatever the checker finds, the mutant did. Many runs are cancelled
     mid-step, so a mutant that ignores the fence has calls to make after the cancel."""
-    outcome = run(Options(seed=FIXED_SEED, runs=24, duration=15, settle=60, out=tmp_path,
+    outcome = run(Options(seed=FIXED_SEED, runs=20, duration=10, settle=45, out=tmp_path,
                           mutant=mutant, kinds=(), cancel_share=0.6))
     report = _report(outcome)
     broken = {v.name: v for v in outcome.verdicts if not v.ok}

@@ -88,13 +88,17 @@ class Broker(Backend):
         return f"amqp://guest:guest@127.0.0.1:{self.proxy.port}//"
 
     def lose_messages(self, queue: str) -> str:
-        """Lose every queued message: FLUSHALL on Redis, delete the step queue on RabbitMQ."""
+        """Lose every queued message: FLUSHALL on Redis; on RabbitMQ, delete the step queues
+        (``queue`` and its per-version queues ``queue.vN``; the reaper's queue is kept)."""
         if isinstance(self.server, RedisServer):
             self.server.flushall()
             return "FLUSHALL"
         assert isinstance(self.server, RabbitServer)
-        self.server.delete_queue(queue)
-        return f"delete_queue {queue}"
+        names = [q["name"] for q in self.server.list_queues()
+                 if q["name"] == queue or q["name"].startswith(f"{queue}.v")]
+        for name in names:
+            self.server.delete_queue(name)
+        return f"delete_queue {' '.join(names)}"
 
     def dump(self) -> str:
         """Everything the broker holds, as text (for the canary search): Redis keys and values,

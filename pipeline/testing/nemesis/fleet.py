@@ -86,16 +86,16 @@ class Fleet:
         slot.proc = proc
         slot.down = False
         if ready:
-            # The broker may be down: the worker connects when it comes back.
-            with contextlib.suppress(AssertionError):
-                wait_for(lambda: "ready." in proc.log() or not proc.alive(), 90,
-                         f"worker {slot.name} to be ready")
+            _await_ready(proc)
         return proc
 
     def start_all(self) -> None:
         """Start every worker and beat, and the supervisor."""
+        for slot in self.slots:  # started together, then awaited: a third of the wait
+            self.start(slot, ready=False)
         for slot in self.slots:
-            self.start(slot)
+            assert slot.proc is not None
+            _await_ready(slot.proc)
         argv = [CELERY, "-A", "tasks", "beat", "--loglevel", "INFO",
                 "-s", str(self.logs / "beat-schedule")]
         self.beat_proc = Proc("beat", argv, self._env(), self.logs / "beat.log")
@@ -145,6 +145,13 @@ class Fleet:
             if proc.alive():
                 proc.kill(signal.SIGCONT)
                 warm_stop(proc)
+
+
+def _await_ready(proc: Proc) -> None:
+    """Wait until a worker is ready (or dead); give up quietly after 90 s: the broker may be
+    down, and the worker connects when it comes back."""
+    with contextlib.suppress(AssertionError):
+        wait_for(lambda: "ready." in proc.log() or not proc.alive(), 90, f"{proc.name} ready")
 
 
 def _last_words(proc: Proc) -> str:

@@ -19,7 +19,7 @@ APPROVERS = ["group:finance"]
 INTRUDER = "mallory"
 OPERATOR = "operator"
 #: how long a regular PO's approval stays open (expiry: the model is told it was rejected)
-APPROVAL_TIMEOUT = 25.0
+APPROVAL_TIMEOUT = 12.0
 #: how long an express PO's approval stays open (expiry fails the run)
 EXPRESS_TIMEOUT = 5.0
 #: ERP posts refused for a run planned to fail: more than the write tool's attempts
