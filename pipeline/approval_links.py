@@ -78,16 +78,23 @@ class LinkState:
         run: the run as stored now.
         wait: the link's wait, if it is still the run's open wait.
         principal: who decides with the link.
-        usable: whether a POST may decide now.
-        why_not: why it cannot (used, expired, the wait closed), for the page.
+        status: ``open`` (a POST may decide now), ``used``, ``expired``, or ``closed``
+            (the wait was decided, expired or cancelled otherwise).
+        why_not: why it cannot decide, for the page (None when open).
+        expires_at: when the link stops working.
     """
 
     run: RunView
     wait: WaitView | None
     principal: str
-    usable: bool
+    status: str
     why_not: str | None
     expires_at: datetime
+
+    @property
+    def usable(self) -> bool:
+        """Whether a POST may decide now."""
+        return self.status == "open"
 
 
 def digest(token: str) -> str:
@@ -155,16 +162,17 @@ def _record(run_id: str, token: str) -> store.LinkRecord:
     return found
 
 
-def _why_not(link: store.LinkRecord, wait: WaitView | None) -> str | None:
+def _status(link: store.LinkRecord, wait: WaitView | None) -> tuple[str, str | None]:
+    """(status, why it cannot decide) of a link whose wait is ``wait`` if still open."""
     if link.used_at is not None:
-        return (f"this link was already used: {link.decision} at "
-                f"{link.used_at:%Y-%m-%d %H:%M:%S} UTC. A link decides once")
+        return "used", (f"this link was already used: {link.decision} at "
+                        f"{link.used_at:%Y-%m-%d %H:%M:%S} UTC. A link decides once")
     if link.expired:
-        return (f"this link expired at {link.expires_at:%Y-%m-%d %H:%M:%S} UTC; ask for a "
-                "new one")
+        return "expired", (f"this link expired at {link.expires_at:%Y-%m-%d %H:%M:%S} UTC; "
+                           "ask for a new one")
     if wait is None:
-        return "this approval is no longer open: it was decided, expired or cancelled"
-    return None
+        return "closed", "this approval is no longer open: it was decided, expired or cancelled"
+    return "open", None
 
 
 def inspect_link(run_id: str, token: str) -> LinkState:
@@ -176,8 +184,8 @@ def inspect_link(run_id: str, token: str) -> LinkState:
     link = _record(run_id, token)
     run = api.get_run(link.run_id)
     wait = run.wait if run.wait is not None and run.wait.id == link.wait_id else None
-    why = _why_not(link, wait)
-    return LinkState(run, wait, link.principal, why is None, why, link.expires_at)
+    status, why = _status(link, wait)
+    return LinkState(run, wait, link.principal, status, why, link.expires_at)
 
 
 def use_link(run_id: str, token: str, decision: str, reason: str | None = None) -> WaitResult:
@@ -192,9 +200,8 @@ def use_link(run_id: str, token: str, decision: str, reason: str | None = None) 
     link = _record(run_id, token)
     hashed = digest(token)
     if not store.use(get_db(), hashed, decision):
-        again = _record(run_id, token)
-        why = _why_not(again, None) or "this link cannot be used"
-        raise (LinkUsed if again.used_at is not None else LinkExpired)(why)
+        status, why = _status(_record(run_id, token), None)
+        raise (LinkUsed if status == "used" else LinkExpired)(why or "this link cannot decide")
     groups = link.groups
     try:
         if decision == "approved":

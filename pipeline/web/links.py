@@ -132,7 +132,8 @@ def show(run_id: str, token: str) -> Response:
         return _refusal(exc)
     if state.usable:
         return _page("Approval requested", 200, state=state, token=token)
-    status = 410 if state.wait is not None or "link" in (state.why_not or "") else 409
+    # Gone for good (used, expired): 410; the question itself was closed otherwise: 409.
+    status = 409 if state.status == "closed" else 410
     return _page("This link cannot decide", status, message=state.why_not, state=state)
 
 

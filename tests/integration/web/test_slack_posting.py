@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pipeline import get_run
+from pipeline import get_run, notify
 from pipeline.slack import outbox
 from pipeline.store import get_db, slack_outbox
 from pipeline.testing.inline import InlineDispatcher
@@ -32,6 +32,9 @@ def slack(any_db: str, tmp_path: Path, inline: InlineDispatcher,
           monkeypatch: pytest.MonkeyPatch) -> Iterator[Slack]:
     with SlackStub() as stub:
         slack_env(monkeypatch, stub, tmp_path)
+        # The handler is registered for this test only (other tests' parks skip it).
+        monkeypatch.setattr(notify, "_handlers", list(notify._handlers))
+        monkeypatch.setattr(outbox, "_installed", False)
         assert outbox.install()
         try:
             yield Slack(stub, create_app().test_client(), inline)
