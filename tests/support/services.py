@@ -9,7 +9,7 @@ import subprocess
 from functools import cache
 from urllib.parse import unquote, urlparse
 
-from kombu import Connection
+from kombu.connection import Connection
 from sqlalchemy import Engine, create_engine, text
 
 PG_HOST = os.environ.get("RAVEL_TEST_PG_HOST", "127.0.0.1")
@@ -88,7 +88,7 @@ def queue_depths(vhost: str) -> dict[str, tuple[int, int]]:
 
 def ready_messages(broker_url: str, queue: str) -> int:
     """Messages ready in ``queue`` right now (a passive declare: no lag)."""
-    with Connection(broker_url) as conn:
+    with Connection(broker_url) as conn:  # type: ignore[no-untyped-call]
         return int(conn.default_channel.queue_declare(queue, passive=True).message_count)
 
 
