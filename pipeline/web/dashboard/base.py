@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import posixpath
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -73,8 +74,9 @@ def safe_next(target: str | None) -> str:
         return home
     parts = urlsplit(target)
     root = home.rsplit("/runs", 1)[0]
-    if parts.scheme or parts.netloc or not parts.path.startswith(root + "/") \
-            or "\\" in target or target.startswith("//"):
+    if parts.scheme or parts.netloc or "\\" in target or target.startswith("//") \
+            or not posixpath.normpath(parts.path).startswith(root + "/") \
+            or "/." in parts.path:
         return home
     return target
 

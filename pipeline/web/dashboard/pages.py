@@ -153,15 +153,16 @@ class RunPage:
 def _run_page(run_id: str) -> RunPage:
     run = api.get_run(run_id)
     db = get_db()
+    history = api.run_history(run.id)
     blocks = timeline.build(run, api.run_steps(run.id), store.checkpoints(db, run.id),
-                            journal.usage_by_call(db, run.id))
+                            journal.usage_by_call(db, run.id), history)
     me = caller()
     decide_as = None
     if run.wait is not None and run.wait.kind == "approval":
         decide_as = authorize(run.wait.approvers, me.principal, me.groups)
     last = run.seq - 1 if run.status is RunStatus.SUCCEEDED else run.seq
     seqs = sorted({b.seq for b in blocks if b.seq <= last} | {0})
-    return RunPage(run, blocks, api.run_history(run.id), api.verify_audit(run.id),
+    return RunPage(run, blocks, history, api.verify_audit(run.id),
                    forks.forks_of(db, run.id), decide_as, seqs)
 
 

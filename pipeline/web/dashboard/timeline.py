@@ -11,7 +11,7 @@ from typing import Any
 from pipeline.redact import redact
 from pipeline.store.dashboard import Checkpoint
 from pipeline.store.records import JournalCall
-from pipeline.views import RunView, StepView
+from pipeline.views import HistoryEvent, RunView, StepView
 
 _MISSING: Any = object()
 
@@ -64,6 +64,8 @@ class Attempt:
     checkpoint: Checkpoint | None
     calls: list[Call] = field(default_factory=list)
     patched: list[Change] = field(default_factory=list)
+    #: why the run failed, for an attempt that returned ``Fail`` (its record has no error)
+    reason: str | None = None
 
     @property
     def seconds(self) -> float | None:
@@ -180,13 +182,20 @@ def _states(block: StepBlock, following: StepBlock | None, run: RunView) -> None
 
 
 def build(run: RunView, steps: list[StepView], checkpoints: list[Checkpoint],
-          ledger: list[JournalCall]) -> list[StepBlock]:
+          ledger: list[JournalCall], history: list[HistoryEvent]) -> list[StepBlock]:
     """The run's steps in order, with attempts, calls and state diffs."""
     marks = {(c.seq, c.attempt): c for c in checkpoints}
+    # Each attempt that failed the run wrote one run.failed, in the same order.
+    reasons = iter([str(e.data.get("error")) for e in history if e.kind == "run.failed"])
     blocks: dict[int, StepBlock] = {}
     for view in steps:
         block = blocks.setdefault(view.seq, StepBlock(view.seq, view.step))
-        block.attempts.append(Attempt(view.attempt, view, marks.get((view.seq, view.attempt))))
+        attempt = Attempt(view.attempt, view, marks.get((view.seq, view.attempt)))
+        if view.outcome == "fail":
+            attempt.reason = next(reasons, None) if view.error is None else None
+            if view.error is not None:
+                next(reasons, None)
+        block.attempts.append(attempt)
     if run.status == "running" or any(e.seq not in blocks for e in ledger):
         seq = run.seq
         if seq not in blocks or run.status == "running":
