@@ -25,10 +25,12 @@ class StepScope:
         self.run_id = run_id
         self.worker = worker
         self.span: Any = None
+        self.attempt: int | None = None
         self._token: Any = None
 
     def claimed(self, workflow: str, version: int, step: str, seq: int, attempt: int) -> None:
         """The run is claimed: bind the attempt to the log fields and start the step span."""
+        self.attempt = attempt
         logs.bind(workflow=workflow, step=step, seq=seq, attempt=attempt)
         found = spans.tracer()
         if found is None:
@@ -75,6 +77,7 @@ def step_scope(run_id: str, seq: int, step: str, workflow: str | None,
     """Around one wake-up: log lines carry the run's fields; :func:`claimed` starts a span."""
     scope = StepScope(run_id, worker)
     token = _scope.set(scope)
+    outer = logs.current()
     failure: BaseException | None = None
     try:
         with logs.run_context(run_id=run_id, workflow=workflow, step=step, seq=seq):
@@ -85,6 +88,9 @@ def step_scope(run_id: str, seq: int, step: str, workflow: str | None,
     finally:
         scope.close(failure)
         _scope.reset(token)
+        if scope.attempt is not None and outer.get("run_id") == run_id:
+            # The task's own lines after the step (Celery's "succeeded") name the attempt too.
+            logs.bind(attempt=scope.attempt)
 
 
 def claimed(workflow: str, version: int, step: str, seq: int, attempt: int) -> None:
