@@ -1,0 +1,1 @@
+"""Integrations of Ravel with web frameworks (:mod:`pipeline.contrib.django`)."""
