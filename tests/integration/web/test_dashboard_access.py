@@ -199,8 +199,6 @@ def test_mounted_in_a_host_app_it_keeps_the_hosts_secret_and_pages(
     missing = client.get("/ops/ravel/ui/nope")
     assert (missing.status_code, missing.mimetype) == (404, "text/html")
     assert client.get("/ops/ravel/nope").get_json()["error"] == "not_found"  # the API: JSON
-    browser = Browser(host, secrets["ops"])
-    browser.client = client
     login = client.get("/ops/ravel/ui/login")
     done = client.post("/ops/ravel/ui/login", data={"key": secrets["ops"],
                                                     "csrf_token": Browser.token(login)})
