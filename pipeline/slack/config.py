@@ -40,7 +40,7 @@ class SlackSettings:
         public_url: ``RAVEL_PUBLIC_URL``, where Ravel's blueprint is reachable from a browser
             (e.g. ``https://ops.example.com/ravel``): approval links start with it.
         run_url: ``RAVEL_RUN_URL``, the run's page as a template with ``{run_id}`` (a host
-            app's status page); default ``<public_url>/runs/{run_id}``.
+            app's status page); default ``<public_url>/ui/runs/{run_id}`` (the dashboard).
         users_file: ``RAVEL_SLACK_USERS_FILE``: Slack user ids to principals and groups
             (default ``$RAVEL_HOME/slack-users.toml``).
         timeout: ``RAVEL_SLACK_TIMEOUT``, seconds one Slack call may take (default 10).
@@ -65,7 +65,7 @@ class SlackSettings:
         if self.run_url:
             return self.run_url.replace("{run_id}", run_id)
         if self.public_url:
-            return f"{self.public_url}/runs/{run_id}"
+            return f"{self.public_url}/ui/runs/{run_id}"
         return None
 
     def check(self) -> None:
