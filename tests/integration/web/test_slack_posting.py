@@ -67,7 +67,7 @@ def test_a_parked_run_posts_one_message_with_the_proposed_call_and_buttons(slack
     assert "&lt;!channel&gt; &amp; &lt;https://evil|Approve&gt;" in shown
     assert "<!channel>" not in shown and "<https://evil" not in shown
     assert "pay_invoice" in shown and '\\"amount\\": 250' in shown and "ACME" in shown
-    assert f"<https://ops.example.com/ravel/runs/{run_id}|{run_id}>" in shown
+    assert f"<https://ops.example.com/ravel/ui/runs/{run_id}|{run_id}>" in shown
     assert "*Asked by:*\\napi" in shown and "group:finance" in shown
     assert "<!date^" in shown  # the deadline, shown in each reader's time zone
     buttons = next(b for b in blocks if b["type"] == "actions")["elements"]
