@@ -1,86 +1,69 @@
-"""Per-step overhead of Ravel over a bare Celery hop, as a ratio measured in one run.
+"""Scenario 1, step overhead: one run of trivial steps versus the bare Celery hop.
 
-    python -m bench.step_overhead [--hops 300] [--runs 8]
+    python -m bench step_overhead [--scale tiny|small|full] [--rounds N]
 
-Needs PostgreSQL and Redis (the test defaults: 127.0.0.1:5432 trust, 127.0.0.1:6379). It
-creates its own database and queue, starts one worker process (prefork, concurrency 1), and
-measures, alternating the two so drift hits both alike:
-
-* bare hop: a Celery task with acks_late that publishes the next one, N times;
-* Ravel step: a workflow step that returns ``Next`` N times (claim, work, fenced commit,
-  publish) through the same worker and broker.
-
-It prints milliseconds per hop and the ratio; nothing is asserted.
+One worker (prefork, ``-c 1``) serves both: a bare task with ``acks_late`` that publishes the
+next one, and a Ravel workflow step that returns ``Next`` (claim, work, fenced commit,
+publish). DBOS, when installed, runs a workflow of the same number of steps in this process.
 """
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
-import uuid
 from collections.abc import Callable
 
 import redis
-from celery import Celery
 
-from bench.harness import worker_on_redis
-from pipeline import get_run, start_run
-from pipeline.settings import get_settings
-
-
-def _redis_commands() -> int:
-    """Commands the broker has processed so far (INFO stats)."""
-    info = redis.Redis.from_url(get_settings().broker_url).info("stats")
-    return int(info["total_commands_processed"])
+from bench.harness import Rig, rig
+from bench.runner import Result, Scale, alternate, ratios, rounds_for, scenario
+from bench.side_dbos import maybe_dbos
 
 
-def _commands_per_hop(run: Callable[[], float], hops: int) -> float:
-    before = _redis_commands()
+def _commands(broker: redis.Redis, run: Callable[[], object], hops: int) -> float:
+    """Redis commands per hop while ``run`` runs (the worker's own polling included)."""
+    before = int(broker.info("stats")["total_commands_processed"])
     run()
-    return (_redis_commands() - before) / hops
+    return (int(broker.info("stats")["total_commands_processed"]) - before) / hops
 
 
-def _bare(app: Celery, hops: int) -> float:
-    key = f"bench:{uuid.uuid4().hex}"
-    client = redis.Redis.from_url(get_settings().broker_url)
-    start = time.perf_counter()
-    app.send_task("bench.hop", args=(hops, key), queue=get_settings().default_queue)
-    client.blpop([key], timeout=300)
-    elapsed = time.perf_counter() - start
-    client.delete(key)
-    return elapsed / hops
+@scenario("step_overhead", 1, "Step overhead: one run of trivial steps vs the bare hop")
+def step_overhead(scale: Scale) -> Result:
+    """Milliseconds per step of each system, and Ravel's ratio to the hop, per round."""
+    hops = scale.pick(500, 200, 30)
+    rounds = rounds_for(scale, 7, 3, 2)
+    result = Result("step_overhead", "step overhead",
+                    settings={"steps": hops, "rounds": rounds, "worker": "prefork -c 1"})
+    with rig(concurrency=1) as r, maybe_dbos() as dbos:
+        systems = {
+            "bare": lambda: {"ms": r.bare_chains(1, hops) / hops * 1000},
+            "ravel": lambda: {"ms": r.ravel_loops(1, hops) / hops * 1000},
+        }
+        if dbos is not None:
+            systems["dbos"] = lambda: {"ms": dbos.one_run(hops) * 1000}
+        for system in systems.values():
+            system()  # warm up every path first
+        got = alternate(rounds, systems)
+        _report(result, r, got, hops)
+    return result
 
 
-def _ravel(hops: int) -> float:
-    start = time.perf_counter()
-    run_id = start_run("bench_loop", {"left": hops})
-    while get_run(run_id).status != "succeeded":
-        time.sleep(0.05)  # rare polls: the probe must not compete with the worker
-    return (time.perf_counter() - start) / hops
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--hops", type=int, default=300)
-    parser.add_argument("--runs", type=int, default=8)
-    args = parser.parse_args()
-
-    with worker_on_redis(concurrency=1) as (app, _cluster):
-        _bare(app, 20), _ravel(20)  # warm up both paths
-        bare, ravel = [], []
-        for _ in range(args.runs):
-            bare.append(_bare(app, args.hops))
-            ravel.append(_ravel(args.hops))
-        b, r = statistics.median(bare), statistics.median(ravel)
-        # Includes the worker's own polling and events, so it is an upper bound per hop.
-        cb = _commands_per_hop(lambda: _bare(app, args.hops), args.hops)
-        cr = _commands_per_hop(lambda: _ravel(args.hops), args.hops)
-        print(f"hops per run: {args.hops}, runs: {args.runs} (medians)")
-        print(f"bare Celery hop (acks_late):  {b * 1000:.2f} ms, {cb:.1f} Redis commands")
-        print(f"Ravel step (claim+commit):    {r * 1000:.2f} ms, {cr:.1f} Redis commands")
-        print(f"ratio Ravel / bare:           {r / b:.2f}x")
-
-
-if __name__ == "__main__":
-    main()
+def _report(result: Result, r: Rig, got: dict[str, dict[str, list[float]]], hops: int) -> None:
+    bare = result.measure("bare_hop_ms", "ms", got["bare"]["ms"])
+    ravel = result.measure("ravel_step_ms", "ms", got["ravel"]["ms"])
+    ratio = result.measure("ravel_over_bare", "x", ratios(got["ravel"]["ms"], got["bare"]["ms"]))
+    result.row("bare Celery hop (acks_late, prefetch 1), per step", bare.text())
+    result.row("Ravel step, per step", ravel.text())
+    result.row("Ravel step / bare hop", ratio.text(), "<= 1.5x", ratio.median <= 1.5)
+    if "dbos" in got:
+        dbos = result.measure("dbos_step_ms", "ms", got["dbos"]["ms"])
+        result.row("DBOS step (in-process, no hop), per step", dbos.text())
+        # The durability a step pays: its time above the bare hop, against a DBOS step's.
+        extra = [rv - b for rv, b in zip(got["ravel"]["ms"], got["bare"]["ms"], strict=True)]
+        over = result.measure("ravel_durability_over_dbos_step", "x",
+                              ratios(extra, got["dbos"]["ms"]))
+        result.row("Ravel's cost above the hop / a DBOS step", over.text(), "<= 0.5x",
+                   over.median <= 0.5)
+    cb = _commands(r.broker, lambda: r.bare_chains(1, hops), hops)
+    cr = _commands(r.broker, lambda: r.ravel_loops(1, hops), hops)
+    result.measure("redis_commands_per_bare_hop", "", [cb])
+    result.measure("redis_commands_per_ravel_step", "", [cr])
+    result.row("Redis commands per hop: bare / Ravel", f"{cb:.1f} / {cr:.1f}")
