@@ -67,10 +67,10 @@ def event(kind: str, **data: Any) -> SimpleNamespace:
 
 def wait(kind: str = "approval", decision: str | None = "approved", *, actor: str = APPROVER,
          tool: str = "submit_po", call_id: str = "call_1_0", wait_id: str = "w1",
-         expires: float | None = None) -> SimpleNamespace:
+         expires: float | None = None, created: float = 4) -> SimpleNamespace:
     data = {"tool": tool, "tool_call_id": call_id} if kind == "approval" else None
     return row(id=wait_id, kind=kind, decision=decision, actor=actor, data=data,
-               decided_at=None if decision is None else at(5),
+               created_at=at(created), decided_at=None if decision is None else at(created + 1),
                expires_at=None if expires is None else at(expires))
 
 
@@ -242,14 +242,20 @@ def test_llm_calls_within_faults() -> None:
 def test_approvals_are_honoured() -> None:
     answer = [{"role": "tool", "tool_call_id": "call_1_0", "content": "REJECTED: no"}]
     good = make_run(waits=[wait(decision="rejected")], messages=answer)
-    assert approvals_are_honoured(history(good)).ok
+    # Expired, failed, retried by an operator, asked again and approved: the call may go.
+    asked_again = make_run("again", effects=[effect("tool:call_1_0", start=9, end=10)],
+                           waits=[wait(decision="expired", tool="submit_express_po"),
+                                  wait(wait_id="w2", tool="submit_express_po", created=7)])
+    assert approvals_are_honoured(history(good, asked_again)).ok
     called = make_run("called", waits=[wait(decision="rejected")], messages=answer,
-                      effects=[effect("tool:call_1_0")])
+                      effects=[effect("tool:call_1_0", start=6)])
+    unasked = make_run("unasked", effects=[effect("tool:call_1_0", start=3)], waits=[wait()])
     express = make_run("express", waits=[wait(decision="expired", tool="submit_express_po")])
     stranger = make_run("stranger", waits=[wait(actor=INTRUDER)])
     intrusion = [{"kind": "intrude", "run": "stranger", "tag": "tag-stranger", "ok": True}]
-    found = approvals_are_honoured(history(called, express, stranger, actions=intrusion))
-    assert names(found) == ["called", "express", "stranger", "stranger"]
+    found = approvals_are_honoured(history(called, unasked, express, stranger,
+                                           actions=intrusion))
+    assert names(found) == ["called", "called", "unasked", "express", "stranger", "stranger"]
 
 
 def test_canaries_nowhere() -> None:

@@ -151,8 +151,13 @@ def llm_calls_within_faults(h: History) -> Verdict:
 
 
 def approvals_are_honoured(h: History) -> Verdict:
-    """A rejected or expired PO approval never led to the call; an expiry did what the tool's
-    ``on_timeout`` says; only the named approver (or the operator) decided anything."""
+    """A PO is submitted only after an approval of that very call; a call whose last approval
+    was rejected or expired is not made, the model is told so, and an expiry does what the
+    tool's ``on_timeout`` says; only the named approver (or the operator) decides anything.
+
+    An operator who retries a run that failed on an expiry gets the approval asked again: a
+    later approval of the same call then allows it.
+    """
     v = Verdict("approvals_are_honoured")
     for r in h.runs.values():
         if r.plan is None or r.plan.kind != "agent":
@@ -164,27 +169,38 @@ def approvals_are_honoured(h: History) -> Verdict:
             v.events += 1
             if w.decision in ("approved", "rejected") and w.actor not in (APPROVER, OPERATOR):
                 v.fail(r.id, f"wait {w.id} {w.decision} by {w.actor}")
-            if w.kind != "approval" or (w.data or {}).get("tool") not in SUBMIT_TOOLS:
-                continue
-            call_id = w.data["tool_call_id"]
-            called = r.effect(f"tool:{call_id}") is not None
-            if w.decision in ("rejected", "expired") and called:
-                v.fail(r.id, f"{w.data['tool']} was called after its approval was {w.decision}")
-            if w.decision == "rejected" and call_id in answers and \
-                    not answers[call_id].startswith("REJECTED"):
-                v.fail(r.id, f"the model was not told of the rejection: {answers[call_id][:80]}")
-            if w.decision == "expired" and w.data["tool"] == "submit_express_po":
-                if r.run.status not in ("failed", "cancelled"):
-                    v.fail(r.id, f"an express approval expired (on_timeout=fail) but the run "
-                                 f"is {r.run.status}")
-            elif w.decision == "expired" and call_id in answers and \
-                    "expired" not in answers[call_id]:
-                v.fail(r.id, f"the model was not told of the expiry: {answers[call_id][:80]}")
+        by_call: dict[str, list[Any]] = {}
+        for w in sorted(_po_waits(r), key=lambda w: w.created_at):
+            by_call.setdefault(w.data["tool_call_id"], []).append(w)
+        for call_id, waits in by_call.items():
+            _one_call(v, r, call_id, waits, answers.get(call_id))
         for attempt in h.actions_of(r, "intrude"):
             v.events += 1
             if attempt.get("ok") or "NotAuthorized" not in str(attempt.get("error")):
                 v.fail(r.id, f"{INTRUDER}'s approval was not refused: {attempt}")
     return v
+
+
+def _one_call(v: Verdict, r: RunData, call_id: str, waits: list[Any], answer: str | None) -> None:
+    """Check one proposed PO call against the approvals asked for it, oldest first."""
+    tool = waits[-1].data["tool"]
+    call = r.effect(f"tool:{call_id}")
+    if call is not None and not any(w.decision == "approved" and w.decided_at <= call.started_at
+                                    for w in waits):
+        v.fail(r.id, f"{tool} was called with no approval of the call before it")
+    last = waits[-1]
+    if last.decision not in ("rejected", "expired"):
+        return
+    if call is not None and call.started_at >= last.decided_at:
+        v.fail(r.id, f"{tool} was called after its approval was {last.decision}")
+    if last.decision == "rejected" and answer is not None and not answer.startswith("REJECTED"):
+        v.fail(r.id, f"the model was not told of the rejection: {answer[:80]}")
+    if last.decision == "expired" and tool == "submit_express_po":
+        if r.run.status not in ("failed", "cancelled"):
+            v.fail(r.id, f"an express approval expired (on_timeout=fail) but the run is "
+                         f"{r.run.status}")
+    elif last.decision == "expired" and answer is not None and "expired" not in answer:
+        v.fail(r.id, f"the model was not told of the expiry: {answer[:80]}")
 
 
 def canaries_nowhere(h: History) -> Verdict:

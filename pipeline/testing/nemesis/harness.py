@@ -191,7 +191,9 @@ def run(options: Options) -> Outcome:
         outcome.injector_errors = list(injector.errors)
         outcome.llm_stats = {rid: llm.stats(rid) for rid in _run_ids()}
         outcome.broker_dump = broker.dump()
+        faults.write("phase", phase="stop")
         fleet.stop_all()
+        faults.write("phase", phase="stopped")
         outcome.seconds = time.monotonic() - began
         # While the database still runs: the checker reads it.
         outcome.history = load(outcome.database_url, plans, folder, salt=salt, hang=hang,

@@ -43,10 +43,11 @@ class Injector:
         self._threads.append(thread)
 
     def stop(self) -> None:
-        """Inject no further fault; wait for those under way to end."""
+        """Start no further fault; let those already launched (some wait for their turn on
+        a busy worker slot or server) be applied and end."""
         self._stop.set()
         for thread in list(self._threads):
-            thread.join(60)
+            thread.join(180)
 
     def _timeline(self) -> None:
         began = time.monotonic()
@@ -61,8 +62,6 @@ class Injector:
     def _apply(self, fault: Fault) -> None:
         lock = self._locks.setdefault(fault.lock, threading.Lock())
         with lock:
-            if self._stop.is_set():
-                return
             entry = {"fault": fault.kind, "target": fault.target, "hold": round(fault.hold, 2),
                      "detail": fault.detail}
             self.log.write("start", **entry)
