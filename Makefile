@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help install browser demo test test-fast chaos lint migrate worker beat flower up down services clean
+.PHONY: help install browser demo test test-fast chaos bench lint migrate worker beat flower up down services clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 12
@@ -48,6 +48,18 @@ MUTANT   ?=
 chaos: install  ## the seeded nemesis (SEED, RUNS, DURATION, BROKER=redis|amqp, WORKERS, MUTANT)
 	$(BIN)/python -m pipeline.testing.nemesis $(if $(SEED),--seed $(SEED)) --runs $(RUNS) \
 		--duration $(DURATION) --broker $(BROKER) --workers $(WORKERS) $(if $(MUTANT),--mutant $(MUTANT))
+
+# Every benchmark scenario against its baseline (bench/README.md); override: make bench
+# SCALE=small SCENARIOS="step_overhead throughput"
+SCALE     ?= full
+SCENARIOS ?=
+
+$(BIN)/.bench-installed: $(BIN)/.installed
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	@touch $@
+
+bench: $(BIN)/.bench-installed services  ## benchmarks vs bare Celery, DBOS, LangGraph (SCALE, SCENARIOS)
+	$(BIN)/python -m bench $(SCENARIOS) --scale $(SCALE)
 
 lint: install  ## ruff, formatting and mypy --strict
 	$(BIN)/ruff check .

@@ -14,7 +14,8 @@ from pathlib import Path
 from bench import runner
 
 #: The scenario modules, in the issue's order (each registers itself on import).
-MODULES = ("step_overhead", "throughput", "start_rate")
+MODULES = ("step_overhead", "throughput", "start_rate", "agent_turns", "parked", "recovery",
+           "memory")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import redis
@@ -26,7 +27,19 @@ def bare_hop(left: int, key: str) -> None:
     if left > 1:
         bare_hop.apply_async(args=(left - 1, key), queue=get_settings().default_queue)
     else:
-        redis.Redis.from_url(get_settings().broker_url).rpush(key, "done")
+        _redis().rpush(key, "done")
+
+
+@functools.cache
+def _redis() -> redis.Redis:
+    """This pool process's client (made on first use, after the fork)."""
+    return redis.Redis.from_url(get_settings().broker_url)
+
+
+@shared_task(name="bench.wake", acks_late=True, ignore_result=True)
+def bare_wake(key: str) -> None:
+    """The baseline of a resumed run: a task that only says it ran."""
+    _redis().rpush(key, "done")
 
 
 parked = Workflow("bench_parked", version=1)
@@ -41,4 +54,18 @@ def ask(ctx: StepContext) -> Any:
 
 @parked.step
 def finish(ctx: StepContext) -> Any:
+    return Done(None)
+
+
+crash = Workflow("bench_crash", version=1)
+
+
+@crash.step(start=True)
+def work(ctx: StepContext) -> Any:
+    """Says which process began each attempt and when, then works for a while."""
+    import os
+    import time
+
+    _redis().rpush(f"bench:crash:{ctx.run_id}", f"{os.getpid()} {time.time()}")
+    time.sleep(ctx.state["seconds"])
     return Done(None)

@@ -55,6 +55,27 @@ def fresh_database() -> Iterator[str]:
         drop_database(name)
 
 
+def stored_bytes(url: str) -> tuple[int, int]:
+    """What the tables of a database hold: on disk (with indexes, TOAST and row versions not
+    yet vacuumed) and as live rows (``pg_column_size``, compressed values as stored)."""
+    engine = create_engine(url, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            tables = [r[0] for r in conn.execute(text(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relkind = 'r' AND n.nspname = 'public'"))]
+            disk = rows = 0
+            for table in tables:
+                disk += int(conn.execute(text("SELECT pg_total_relation_size(:t)"),
+                                         {"t": table}).scalar() or 0)
+                rows += int(conn.execute(text(
+                    f'SELECT coalesce(sum(pg_column_size(t.*)), 0) FROM "{table}" t')).scalar()
+                            or 0)
+            return disk, rows
+    finally:
+        engine.dispose()
+
+
 @dataclass
 class Rig:
     """One benchmark's database, broker queue, publishing app and workers."""
@@ -99,13 +120,12 @@ class Rig:
         with self._engine.connect() as conn:
             return conn.execute(text(query), params).scalar()
 
-    def db_bytes(self) -> int:
-        """Bytes of every table of the database, with indexes and TOAST."""
-        return int(self.sql("SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c "
-                            "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                            "WHERE c.relkind = 'r' AND n.nspname = 'public'"))
+    def db_bytes(self) -> tuple[int, int]:
+        """:func:`stored_bytes` of the benchmark's database."""
+        return stored_bytes(self.url)
 
-    def wait_runs(self, workflow: str, count: int, status: str, timeout: float = 600) -> None:
+    def wait_runs(self, workflow: str, count: int, status: str, timeout: float = 600,
+                  every: float = 0.05) -> None:
         """Poll (rarely: the probe must not compete with the worker) until ``count`` runs of
         ``workflow`` have ``status``."""
         deadline = time.monotonic() + timeout
@@ -113,7 +133,7 @@ class Rig:
                        w=workflow, s=status) < count:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{count} runs of {workflow} not {status} in {timeout} s")
-            time.sleep(0.05)
+            time.sleep(every)
 
     def ravel_loops(self, runs: int, steps: int) -> float:
         """Start ``runs`` runs of ``steps`` trivial steps; seconds until all succeeded."""
