@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from pipeline import dispatch, store
+from pipeline.settings import reload_settings
 from pipeline.testing.nemesis.checker import violated_runs
 from pipeline.testing.nemesis.harness import Options, Outcome, run
 from pipeline.testing.nemesis.report import render
@@ -21,6 +24,19 @@ from pipeline.testing.nemesis.report import render
 pytestmark = [pytest.mark.slow, pytest.mark.services, pytest.mark.timeout(420)]
 FIXED_SEED = 20240607
 RUNS, DURATION = 30, 40.0
+
+
+@pytest.fixture(autouse=True)
+def _own_environment() -> Iterator[None]:
+    """The harness points this process at its private servers through the environment:
+    give the tests after it back the environment (and settings) they had."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+    reload_settings()
+    store.reset_db()
+    dispatch.set_dispatcher(None)
 
 
 def _report(outcome: Outcome) -> str:
