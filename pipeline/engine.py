@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 import traceback
@@ -12,7 +11,7 @@ from typing import Any
 from pipeline import dispatch, faults, metrics, notify, telemetry
 from pipeline.context import AttemptFenced, StepContext
 from pipeline.errors import InvalidInput, InvalidStepResult
-from pipeline.jsonutil import Limit, to_json_value
+from pipeline.jsonutil import Limit, copy_json, to_json_value
 from pipeline.lease import keeper
 from pipeline.redact import redact, redact_text, storable_text
 from pipeline.retry import RetryPolicy
@@ -184,7 +183,8 @@ def plan_attempt(claim: Claim) -> CommitPlan | None:
         seq=claim.seq,
         attempt=attempt,
         # A copy: the claim keeps the state the attempt started from, for its step record.
-        state=copy.deepcopy(claim.state),
+        # The state is parsed JSON: copy_json is several times cheaper than copy.deepcopy.
+        state=copy_json(claim.state),
         wait_result=WaitResult.from_json(claim.wait_result) if claim.wait_result else None,
         message_count=claim.message_count,
         fencing=claim.fencing,

@@ -176,6 +176,19 @@ def _map_strings(value: Any, fn: Callable[[str], str]) -> Any:
     return value
 
 
+def copy_json(value: Any) -> Any:
+    """A deep copy of a JSON value (dicts, lists and scalars, as parsed from the database).
+
+    Several times faster than ``copy.deepcopy``, which a step pays on every attempt: it keeps
+    no memo and never looks up how to copy a type. Strings and numbers are immutable, shared.
+    """
+    if isinstance(value, dict):
+        return {k: copy_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [copy_json(v) for v in value]
+    return value
+
+
 def escape_unstorable(value: Any) -> Any:
     """A copy of ``value`` whose strings (keys too) hold no NUL, surrogate or bare ESCAPE."""
     return _map_strings(value, lambda s: _UNSTORABLE.sub(_escape_char, s))

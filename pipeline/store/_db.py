@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement, expression
@@ -109,13 +110,15 @@ class Database:
             url,
             json_serializer=dumps,
             json_deserializer=loads,
-            pool_pre_ping=True,
             pool_size=1,
             max_overflow=2,
             pool_recycle=1800,
             isolation_level="AUTOCOMMIT",
             connect_args={"options": "-c synchronous_commit=off"},
         )
+        if not self.is_sqlite:
+            _ping_when_idle(self.engine)
+            _ping_when_idle(self.relaxed_engine)
 
     def _create(self, url: str) -> Engine:
         if self.is_sqlite:
@@ -134,7 +137,6 @@ class Database:
             url,
             json_serializer=dumps,
             json_deserializer=loads,
-            pool_pre_ping=True,
             pool_size=2,
             max_overflow=4,
             pool_recycle=1800,
@@ -182,6 +184,41 @@ class Database:
         """Drop pooled connections (after a fork: they must not be shared)."""
         self.engine.dispose(close=False)
         self.relaxed_engine.dispose(close=False)
+
+
+#: A pooled connection handed back less than this many seconds ago is handed out again
+#: without a ping. Below the shortest outage that can replace a server's connections (a
+#: PostgreSQL restart takes longer), so a skipped ping would have failed too; and it spares
+#: the hot path a round trip (a step checks out a connection to claim, and one to commit).
+PING_AFTER_IDLE = 0.25
+_IDLE_SINCE = "ravel_idle_since"
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """SQLAlchemy's pre-ping, but only for connections that sat idle in the pool.
+
+    A failed ping invalidates the whole pool (as ``pool_pre_ping`` does) and the checkout gets
+    a new connection; a connection opened just now is never pinged.
+    """
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        # The record's info is cleared when its connection is replaced: a new one has none.
+        since = record.info.pop(_IDLE_SINCE, None)
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE:
+            return
+        try:
+            dialect.do_ping(dbapi_conn)
+        except dialect.loaded_dbapi.Error as err:
+            if dialect.is_disconnect(err, dbapi_conn, None):
+                raise exc.InvalidatePoolError() from err
+            raise
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -137,6 +137,28 @@ def test_fork_of_a_failed_run_starts_from_the_state_before_the_failed_step(any_d
     assert get_run(rid).status == "failed"
 
 
+def test_a_step_that_changes_nested_state_leaves_its_checkpoint_as_it_was(any_db, inline):
+    flow = Workflow(unique("forknested"), version=1)
+
+    @flow.step(start=True)
+    def only(ctx: StepContext) -> Any:
+        ctx.state["order"]["lines"].append({"sku": "b"})
+        ctx.state["order"]["lines"][0]["qty"] = 99
+        if not ctx.state.get("ok"):
+            return Fail("not ok")
+        return Done(len(ctx.state["order"]["lines"]))
+
+    given = {"order": {"lines": [{"sku": "a", "qty": 1}]}}
+    rid = start_run(flow.name, given)
+    inline.drain()
+    assert get_run(rid).state["order"]["lines"][0]["qty"] == 99  # the run row has the change
+
+    fid = fork_run(rid, 0, "erin", state_patch='{"ok": true}')
+    assert get_run(fid).state == {**given, "ok": True}  # the checkpoint does not
+    inline.drain()
+    assert get_run(fid).result == 2
+
+
 def approval_flow() -> Workflow:
     flow = Workflow(unique("forkwait"), version=1)
 

@@ -13,6 +13,7 @@ from pipeline.errors import ConfigurationError, InvalidInput, ValueTooLarge
 from pipeline.jsonutil import (
     MAX_DEPTH,
     Limit,
+    copy_json,
     require_object,
     to_json_value,
 )
@@ -205,3 +206,16 @@ def test_the_redaction_prefilter_passes_ordinary_values():
     usage = {"prompt_tokens": 10, "total_tokens": 12, "note": "my token", "tokens": ["a"]}
     assert not might_hold_secrets(json.dumps(usage))
     assert to_json_value(usage, what="v", redact_secrets=True) == usage
+
+
+def test_copy_json_is_a_deep_copy_that_nothing_done_to_the_copy_reaches():
+    # What a step's attempt gets while the claim keeps the state for its step record (fork).
+    original = loads(dumps({"a": {"b": [1, {"c": "x"}]}, "n": 1.5, "s": "t", "none": None}))
+    kept = json.dumps(original, sort_keys=True)
+    copy = copy_json(original)
+    assert copy == original
+    copy["a"]["b"][1]["c"] = "changed"
+    copy["a"]["b"].append(2)
+    copy["a"]["new"] = True
+    copy["n"] = 0
+    assert json.dumps(original, sort_keys=True) == kept
