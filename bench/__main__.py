@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from pathlib import Path
 
@@ -37,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(keys)}")
     runner.OPTIONS["rounds"] = args.rounds
+    # SIGTERM unwinds like Ctrl-C: workers stopped, benchmark databases dropped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     report = runner.run(args.scenarios or keys, runner.Scale(args.scale))
     path = runner.save(report, args.out)
     print(f"\n# Ravel benchmark, {report['date']}, scale {report['scale']}, "

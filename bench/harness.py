@@ -159,8 +159,12 @@ class Rig:
         start = time.perf_counter()
         for _ in range(chains):
             self.app.send_task("bench.hop", args=(hops, key), queue=self.queue)
-        for _ in range(chains):
-            if self.broker.blpop([key], timeout=900) is None:
+        deadline, ended = time.monotonic() + 900, 0
+        while ended < chains:
+            # Short waits: redis-py's default socket timeout (5 s) would cut a longer BLPOP.
+            if self.broker.blpop([key], timeout=1) is not None:
+                ended += 1
+            elif time.monotonic() > deadline:
                 raise TimeoutError(f"bare chains did not end in 900 s ({key})")
         elapsed = time.perf_counter() - start
         self.broker.delete(key)
