@@ -107,6 +107,12 @@ def story(h: History, run_id: str) -> str:
     for p in h.posts_of(r):
         timeline.append((float(p["t0"]), f"world POST {p['path']} key={p['key']} "
                                          f"applied={p['applied']} status={p['status']}"))
+    last = max((at for at, _ in timeline), default=base)
+    for fault in h.faults:
+        if fault["kind"] in ("start", "worker_died", "beat_died") and base <= fault["t"] <= last:
+            what = fault.get("fault") or fault["kind"]
+            timeline.append((fault["t"], f"FAULT {what} target={fault.get('target')} "
+                                         f"hold={fault.get('hold')} {fault.get('detail') or ''}"))
     for at, text in sorted(timeline, key=lambda item: item[0]):
         lines.append(f"  {at - base:+9.3f}s {text}")
     stats = h.llm_stats.get(run_id)

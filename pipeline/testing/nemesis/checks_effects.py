@@ -4,6 +4,7 @@ approvals honoured, canary secrets kept out of storage and logs."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
@@ -207,16 +208,21 @@ def canaries_nowhere(h: History) -> Verdict:
     """Canary secrets planted in tool inputs and outputs appear nowhere: not in any ravel_
     table, not in the broker, not in any process log."""
     v = Verdict("canaries_nowhere")
-    served = {g["ref"] for g in h.gets if "canary" in g.get("flavors", ())}
+    served = sorted({g["ref"] for g in h.gets if "canary" in g.get("flavors", ())})
+    secrets = {canary(h.salt, tag, where): (tag, where)
+               for tag in served for where in ("key", "out", "arg")}
+    v.runs = len(served)
+    if not secrets:
+        return v
+    # One pass over each source for all the canaries: the database text is tens of MB.
+    pattern = re.compile("|".join(map(re.escape, secrets)))
     sources = [("the database", h.database_text), ("the broker", h.broker_text)]
     sources += [(f"log {p.name}", p.read_text(errors="replace")) for p in h.log_files]
-    for tag in sorted(served):
-        run = h.by_tag().get(tag)
-        v.runs += 1
-        for where in ("key", "out", "arg"):
-            secret = canary(h.salt, tag, where)
-            for name, text in sources:
-                v.events += 1
-                if secret in text:
-                    v.fail(run.id if run else None, f"canary ({where}) of {tag} found in {name}")
+    by_tag = h.by_tag()
+    for name, text in sources:
+        v.events += len(secrets)
+        for found in sorted(set(pattern.findall(text))):
+            tag, where = secrets[found]
+            run = by_tag.get(tag)
+            v.fail(run.id if run else None, f"canary ({where}) of {tag} found in {name}")
     return v

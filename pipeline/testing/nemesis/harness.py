@@ -33,7 +33,7 @@ from pipeline.testing.nemesis.injector import Injector
 from pipeline.testing.nemesis.jsonlog import JsonLog
 from pipeline.testing.nemesis.plan import AGENT, RunPlan, draw_plans
 from pipeline.testing.nemesis.schedule import ALL_KINDS, Fault, draw_schedule
-from pipeline.testing.nemesis.script import build_script
+from pipeline.testing.nemesis.script import build_script, fault_turns
 from pipeline.testing.nemesis.vendor import WorldServer
 from pipeline.testing.nemesis.verdict import Verdict
 
@@ -79,6 +79,7 @@ class Outcome:
     broker_dump: str = ""
     settled: bool = False
     seconds: float = 0.0
+    check_seconds: float = 0.0
     history: History | None = None
     verdicts: list[Verdict] = field(default_factory=list)
 
@@ -176,6 +177,9 @@ def run(options: Options) -> Outcome:
         stop = threading.Event()
         driver = Driver(plans, JsonLog(outcome.actions), stop)
         injector = Injector(schedule, fleet, broker, database, faults, queue, folder / "once")
+        for plan in plans:  # served when the run reaches the turn: no time of their own
+            for turn, kind in fault_turns(plan, salt, hang).items():
+                faults.write("scripted", fault=f"llm_{kind}", tag=plan.tag, turn=turn)
         faults.write("phase", phase="faults", duration=options.duration)
         driver.start()
         injector.start()
@@ -199,6 +203,7 @@ def run(options: Options) -> Outcome:
         outcome.history = load(outcome.database_url, plans, folder, salt=salt, hang=hang,
                                llm_stats=outcome.llm_stats, broker_text=outcome.broker_dump)
         outcome.verdicts = check(outcome.history)
+        outcome.check_seconds = time.monotonic() - began - outcome.seconds
     return outcome
 
 

@@ -20,6 +20,9 @@ def fault_counts(outcome: Outcome, history: History) -> Counter[str]:
             counts[entry["kind"]] += 1
     counts["child_killed (pool process)"] = sum(
         1 for d in history.disruptions if d.kind == "child_killed")
+    for get in history.gets:  # what the world served in tool results
+        for flavor in get.get("flavors", ()):
+            counts[f"tool_result_{flavor}"] += 1
     for run in history.runs.values():
         served = history.llm_stats.get(run.id, {}).get("by_turn", {})
         for turn, kind in history.scripted_faults(run).items():
@@ -45,7 +48,8 @@ def render(outcome: Outcome, history: History, verdicts: list[Verdict]) -> str:
     lines = [
         f"nemesis seed {o.seed}: {len(history.runs)} runs ({kinds['agent']} agent, "
         f"{kinds['flow']} workflow) on {o.workers} workers x {o.concurrency} + beat, broker "
-        f"{o.broker}, {o.duration:.0f}s of faults, {outcome.seconds:.0f}s in all"
+        f"{o.broker}, {o.duration:.0f}s of faults, {outcome.seconds:.0f}s in all (checked in "
+        f"{outcome.check_seconds:.0f}s)"
         + (f", mutant {o.mutant}" if o.mutant else ""),
         "final statuses: " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())),
         f"logs: {outcome.folder}",
