@@ -212,6 +212,11 @@ def test_no_call_after_cancel() -> None:
     found = no_call_after_cancel(history(run, actions=cancel, posts=[post("k2", "tag-r1", 5.5)]))
     assert names(found) == ["r1", "r1"]
     assert "started 0.200s after" in found.violations[0].detail
+    # A read made after the cancel with no intent at all (a call that ignored the fence).
+    read = {**post("k3", "tag-r1", 5.4, path="/price"), "kind": "get"}
+    found = no_call_after_cancel(history(make_run(status="cancelled", effects=[in_flight]),
+                                         actions=cancel, gets=[read]))
+    assert names(found) == ["r1"] and "GET /price" in found.violations[0].detail
 
 
 def test_remote_calls_have_intents() -> None:

@@ -63,20 +63,21 @@ def no_call_after_cancel(h: History) -> Verdict:
             if epoch(e.started_at) >= returned:
                 v.fail(r.id, f"{e.kind} {e.name} started {epoch(e.started_at) - returned:.3f}s "
                              "after cancel_run returned")
-        for post in h.posts_of(r):
+        for request in h.requests_of(r):
             v.events += 1
-            if post["t0"] < returned:
+            if request["t0"] < returned:
                 continue
-            intent = intents.get(post["key"])
+            intent = intents.get(request["key"])
             if intent is None or epoch(intent.started_at) >= returned:
-                v.fail(r.id, f"POST {post['path']} {post['t0'] - returned:.3f}s after "
-                             "cancel_run returned, with no intent written before")
+                v.fail(r.id, f"{request['kind'].upper()} {request['path']} "
+                             f"{request['t0'] - returned:.3f}s after cancel_run returned, with "
+                             "no intent written before")
     return v
 
 
 def remote_calls_have_intents(h: History) -> Verdict:
-    """Every call the world saw was preceded by its own journal intent: no more POSTs under a
-    call's keys than journaled starts of that call (an effect called twice breaks this).
+    """Every call the world saw was preceded by its own journal intent: no more requests under
+    a call's keys than journaled starts of that call (an effect called twice breaks this).
 
     A call is a run's journal name over all seqs: an unknown outcome an operator resolves with
     ``retry`` is journaled again at the next seq, and called with the first key.
@@ -88,23 +89,22 @@ def remote_calls_have_intents(h: History) -> Verdict:
         for e in r.effects:
             starts[(r.id, e.name)] += e.calls
     by_tag = h.by_tag()
-    posts: Counter[tuple[str, str]] = Counter()
+    requests: Counter[tuple[str, str]] = Counter()
     v.runs = len(h.runs)
-    for post in h.posts:
-        if not post.get("key"):
-            continue
+    for request in h.requests:
         v.events += 1
-        call = call_of.get(post["key"])
+        call = call_of.get(request.get("key") or "")
         if call is None:
-            run = by_tag.get(post["ref"])
-            v.fail(run.id if run else None, f"POST {post['path']} under key {post['key']}, "
-                                            "which no journal intent holds")
+            run = by_tag.get(request["ref"])
+            v.fail(run.id if run else None, f"{request['kind'].upper()} {request['path']} "
+                                            f"under key {request.get('key')}, which no journal "
+                                            "intent holds")
         else:
-            posts[call] += 1
-    for (run_id, name), count in posts.items():
+            requests[call] += 1
+    for (run_id, name), count in requests.items():
         if count > starts[(run_id, name)]:
-            v.fail(run_id, f"{count} POSTs for {name} but {starts[(run_id, name)]} journaled "
-                           "starts")
+            v.fail(run_id, f"{count} requests for {name} but {starts[(run_id, name)]} "
+                           "journaled starts")
     return v
 
 

@@ -94,11 +94,21 @@ class History:
             return {}
         return fault_turns(run.plan, self.salt, self.hang)
 
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """Every request the world saw, POSTs and GETs."""
+        return [*self.posts, *self.gets]
+
     def posts_of(self, run: RunData, path: str | None = None) -> list[dict[str, Any]]:
         """The world's POSTs for a run (of one path if given)."""
         tag = run.plan.tag if run.plan else None
         return [p for p in self.posts if p.get("ref") == tag and (path is None or
                                                                   p["path"] == path)]
+
+    def requests_of(self, run: RunData) -> list[dict[str, Any]]:
+        """Every request the world saw for a run."""
+        tag = run.plan.tag if run.plan else None
+        return [p for p in self.requests if p.get("ref") == tag]
 
 
 def epoch(value: datetime) -> float:

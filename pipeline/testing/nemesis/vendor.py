@@ -9,9 +9,9 @@
   refuses the first posts of a run planned to fail.
 * ``POST /ledger`` records the plain workflow's effects (deduplicated like POs).
 
-Every POST is appended to a JSONL file (start and end times, path, key, run tag, whether it
-was applied), which the checker reads. Replies are slow (tens to hundreds of milliseconds), so
-that kills and cancels land while calls are in flight.
+Every request is appended to a JSONL file (start and end times, path, key, run tag; for a
+POST whether it was applied), which the checker reads. Replies are slow (tens to hundreds of
+milliseconds), so that kills and cancels land while calls are in flight.
 """
 
 from __future__ import annotations
@@ -117,14 +117,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self) -> None:
+        started = time.time()
         url = urlparse(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         self.world.pause()
         tag, sku = query.get("ref", ""), query.get("sku", "")
+        flavors = set(filter(None, query.get("flavor", "").split(",")))
+        # Reads are calls too (a cancelled attempt must not make them); the checker looks for
+        # canaries where they were served.
+        self.world.log.write("get", path=url.path, key=self.headers.get("Idempotency-Key"),
+                             ref=tag, t0=started, flavors=sorted(flavors))
         if url.path == "/inventory":
-            flavors = set(filter(None, query.get("flavor", "").split(",")))
-            if flavors:  # the checker looks for canaries only where they were served
-                self.world.log.write("get", path=url.path, ref=tag, flavors=sorted(flavors))
             self._send(200, self.world.inventory(sku, tag, flavors))
         elif url.path == "/price":
             self._send(200, {"sku": sku, "unit_price": 12.5, "currency": "USD"})

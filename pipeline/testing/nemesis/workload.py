@@ -64,8 +64,12 @@ def _world(path: str, body: dict[str, Any] | None = None, key: str | None = None
         return json.loads(response.read())
 
 
+# The read tools take the call's key too, only so that the world can log which journaled call
+# each request belongs to (the checker matches every request to its intent).
 @tool
-def check_inventory(sku: str, ref: str, flavor: str = "", memo: str = "") -> dict[str, Any]:
+def check_inventory(
+    sku: str, ref: str, idempotency_key: str, flavor: str = "", memo: str = ""
+) -> dict[str, Any]:
     """Units of an item in stock.
 
     Args:
@@ -75,11 +79,11 @@ def check_inventory(sku: str, ref: str, flavor: str = "", memo: str = "") -> dic
         memo: a note for the warehouse.
     """
     query = urllib.parse.urlencode({"sku": sku, "ref": ref, "flavor": flavor})
-    return dict(_world(f"/inventory?{query}"))
+    return dict(_world(f"/inventory?{query}", key=idempotency_key))
 
 
 @tool
-def get_price(sku: str, ref: str, quantity: int) -> dict[str, Any]:
+def get_price(sku: str, ref: str, quantity: int, idempotency_key: str) -> dict[str, Any]:
     """The vendor's unit price of an item.
 
     Args:
@@ -88,7 +92,7 @@ def get_price(sku: str, ref: str, quantity: int) -> dict[str, Any]:
         quantity: units wanted.
     """
     query = urllib.parse.urlencode({"sku": sku, "ref": ref, "quantity": quantity})
-    return dict(_world(f"/price?{query}"))
+    return dict(_world(f"/price?{query}", key=idempotency_key))
 
 
 def _submit(ref: str, sku: str, quantity: int, unit_price: float, key: str) -> dict[str, Any]:
