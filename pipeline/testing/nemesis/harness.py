@@ -12,13 +12,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline import store
+from pipeline import dispatch, store
 from pipeline.agent.llm import request_timeout
 from pipeline.migrate import upgrade
 from pipeline.settings import reload_settings
@@ -117,14 +118,32 @@ def _use(env: dict[str, str]) -> None:
     os.environ.update(env)
     reload_settings()
     store.reset_db()
+    _forget_publisher()
+
+
+def _restore(saved: dict[str, str]) -> None:
+    """Give this process its environment back (a test process goes on with other tests)."""
+    os.environ.clear()
+    os.environ.update(saved)
+    reload_settings()
+    store.reset_db()
+    _forget_publisher()
+
+
+def _forget_publisher() -> None:
+    """Drop a wake-up publisher built for other settings (``tasks.dispatch`` caches one)."""
+    dispatch.set_dispatcher(None)
+    loaded = sys.modules.get("tasks.dispatch")
+    cached = getattr(loaded, "_publisher", None)
+    if cached is not None and hasattr(cached, "cache_clear"):
+        cached.cache_clear()
 
 
 def run(options: Options) -> Outcome:
-    """Run the nemesis; return what the checker needs."""
+    """Run the nemesis, check the history; the outcome holds the verdicts and the report data."""
     began = time.monotonic()
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    folder = (options.out or Path(".ravel/nemesis")) / f"seed-{options.seed}-{stamp}"
-    folder = folder.absolute()
+    folder = ((options.out or Path(".ravel/nemesis")) / f"seed-{options.seed}-{stamp}").absolute()
     (folder / "logs").mkdir(parents=True, exist_ok=True)
     salt = f"nemesis-{options.seed}"
     hang = request_timeout(STEP_LIMIT) + HANG_MARGIN
@@ -132,72 +151,12 @@ def run(options: Options) -> Outcome:
                        cancel_share=options.cancel_share)
     schedule = draw_schedule(options.seed, options.duration, options.workers, LEASE,
                              options.kinds)
-    queue = f"nemesis-{options.seed}"
     with contextlib.ExitStack() as stack:
-        # This process's warnings (a publish that failed while the broker was down ...) go
-        # to a log of their own, which the canary search reads too.
-        handler = logging.FileHandler(folder / "logs" / "harness.log")
-        handler.setFormatter(logging.Formatter("[%(asctime)s: %(levelname)s/%(name)s] "
-                                               "%(message)s"))
-        logging.getLogger().addHandler(handler)
-        stack.callback(logging.getLogger().removeHandler, handler)
-        database = Database(folder / "pg")
-        stack.callback(database.close)
-        broker = Broker(options.broker, folder / "broker")
-        stack.callback(broker.close)
-        outcome = Outcome(options, folder, salt, hang, plans, schedule, database.direct_url)
-        llm = ScriptedLLMServer(build_script(plans, salt, hang)).start()
-        stack.callback(llm.stop)
-        refusals = {p.tag: p.erp_refusals for p in plans if p.erp_refusals}
-        world = WorldServer(outcome.vendor, salt, refusals).start()
-        stack.callback(world.stop)
-        common = {
-            "RAVEL_HOME": str(folder / "home"),
-            "RAVEL_DEFAULT_QUEUE": queue,
-            "RAVEL_LEASE_SECONDS": str(LEASE),
-            "RAVEL_REAPER_INTERVAL": str(REAPER),
-            "RAVEL_REDISPATCH_AFTER": str(REDISPATCH),
-            "RAVEL_STEP_TIME_LIMIT": str(STEP_LIMIT),
-        }
-        _use({**common, "RAVEL_DATABASE_URL": database.direct_url,
-              "RAVEL_BROKER_URL": broker.direct_url})
-        upgrade(database.direct_url)
-        faults = JsonLog(outcome.faults)
-        fleet = Fleet(
-            {**common, "RAVEL_DATABASE_URL": database.proxied_url,
-             "RAVEL_BROKER_URL": broker.proxied_url, "OPENAI_BASE_URL": llm.base_url,
-             "OPENAI_API_KEY": "scripted", "RAVEL_MODEL": "gpt-4o-mini",
-             "NEMESIS_WORLD_URL": world.url},
-            outcome.logs, faults, count=options.workers, concurrency=options.concurrency,
-            mutant=options.mutant,
-        )
-        stack.callback(fleet.stop_all)
-        fleet.start_all()
-        _await_registry()
-        stop = threading.Event()
-        driver = Driver(plans, JsonLog(outcome.actions), stop)
-        injector = Injector(schedule, fleet, broker, database, faults, queue, folder / "once")
-        for plan in plans:  # served when the run reaches the turn: no time of their own
-            for turn, kind in fault_turns(plan, salt, hang).items():
-                faults.write("scripted", fault=f"llm_{kind}", tag=plan.tag, turn=turn)
-        faults.write("phase", phase="faults", duration=options.duration)
-        driver.start()
-        injector.start()
-        time.sleep(options.duration)
-        injector.stop()
-        _heal(fleet, broker, database)
-        faults.write("phase", phase="settle")
-        outcome.settled = _settle(driver, options.settle)
-        faults.write("phase", phase="check", settled=outcome.settled)
-        stop.set()
-        driver.join()
-        outcome.injected = dict(injector.injected)
-        outcome.injector_errors = list(injector.errors)
-        outcome.llm_stats = {rid: llm.stats(rid) for rid in _run_ids()}
-        outcome.broker_dump = broker.dump()
-        faults.write("phase", phase="stop")
-        fleet.stop_all()
-        faults.write("phase", phase="stopped")
+        stack.callback(_restore, dict(os.environ))
+        rig = _rig(options, folder, plans, salt, hang, stack)
+        outcome = Outcome(options, folder, salt, hang, plans, schedule,
+                          rig.database.direct_url)
+        _exercise(rig, outcome)
         outcome.seconds = time.monotonic() - began
         # While the database still runs: the checker reads it.
         outcome.history = load(outcome.database_url, plans, folder, salt=salt, hang=hang,
@@ -205,6 +164,92 @@ def run(options: Options) -> Outcome:
         outcome.verdicts = check(outcome.history)
         outcome.check_seconds = time.monotonic() - began - outcome.seconds
     return outcome
+
+
+@dataclass
+class _Rig:
+    """What one nemesis run started (each stopped by the run's exit stack)."""
+
+    database: Database
+    broker: Broker
+    llm: ScriptedLLMServer
+    fleet: Fleet
+    faults: JsonLog
+    queue: str
+
+
+def _rig(options: Options, folder: Path, plans: list[RunPlan], salt: str, hang: float,
+         stack: contextlib.ExitStack) -> _Rig:
+    """Start the servers, proxies, scripted LLM, world, workers and beat."""
+    # This process's warnings (a publish that failed while the broker was down ...) go to a
+    # log of their own, which the canary search reads too.
+    handler = logging.FileHandler(folder / "logs" / "harness.log")
+    handler.setFormatter(logging.Formatter("[%(asctime)s: %(levelname)s/%(name)s] %(message)s"))
+    logging.getLogger().addHandler(handler)
+    stack.callback(logging.getLogger().removeHandler, handler)
+    database = Database(folder / "pg")
+    stack.callback(database.close)
+    broker = Broker(options.broker, folder / "broker")
+    stack.callback(broker.close)
+    llm = ScriptedLLMServer(build_script(plans, salt, hang)).start()
+    stack.callback(llm.stop)
+    refusals = {p.tag: p.erp_refusals for p in plans if p.erp_refusals}
+    world = WorldServer(folder / "vendor.jsonl", salt, refusals).start()
+    stack.callback(world.stop)
+    queue = f"nemesis-{options.seed}"
+    common = {
+        "RAVEL_HOME": str(folder / "home"),
+        "RAVEL_DEFAULT_QUEUE": queue,
+        "RAVEL_LEASE_SECONDS": str(LEASE),
+        "RAVEL_REAPER_INTERVAL": str(REAPER),
+        "RAVEL_REDISPATCH_AFTER": str(REDISPATCH),
+        "RAVEL_STEP_TIME_LIMIT": str(STEP_LIMIT),
+    }
+    _use({**common, "RAVEL_DATABASE_URL": database.direct_url,
+          "RAVEL_BROKER_URL": broker.direct_url})
+    upgrade(database.direct_url)
+    faults = JsonLog(folder / "faults.jsonl")
+    fleet = Fleet(
+        {**common, "RAVEL_DATABASE_URL": database.proxied_url,
+         "RAVEL_BROKER_URL": broker.proxied_url, "OPENAI_BASE_URL": llm.base_url,
+         "OPENAI_API_KEY": "scripted", "RAVEL_MODEL": "gpt-4o-mini",
+         "NEMESIS_WORLD_URL": world.url},
+        folder / "logs", faults, count=options.workers, concurrency=options.concurrency,
+        mutant=options.mutant,
+    )
+    stack.callback(fleet.stop_all)
+    fleet.start_all()
+    _await_registry()
+    for plan in plans:  # served when the run reaches the turn: no time of their own
+        for turn, kind in fault_turns(plan, salt, hang).items():
+            faults.write("scripted", fault=f"llm_{kind}", tag=plan.tag, turn=turn)
+    return _Rig(database, broker, llm, fleet, faults, queue)
+
+
+def _exercise(rig: _Rig, outcome: Outcome) -> None:
+    """The fault phase with the driver at work, the heal, the settling, then collect."""
+    options = outcome.options
+    stop = threading.Event()
+    driver = Driver(outcome.plans, JsonLog(outcome.actions), stop)
+    injector = Injector(outcome.schedule, rig.fleet, rig.broker, rig.database, rig.faults,
+                        rig.queue, outcome.folder / "once")
+    rig.faults.write("phase", phase="faults", duration=options.duration)
+    driver.start()
+    injector.start()
+    time.sleep(options.duration)
+    injector.stop()
+    _heal(rig.fleet, rig.broker, rig.database)
+    rig.faults.write("phase", phase="settle")
+    outcome.settled = _settle(driver, options.settle)
+    rig.faults.write("phase", phase="check", settled=outcome.settled)
+    stop.set()
+    driver.join()
+    outcome.injected = dict(injector.injected)
+    outcome.injector_errors = list(injector.errors)
+    outcome.llm_stats = {rid: rig.llm.stats(rid) for rid in _run_ids()}
+    outcome.broker_dump = rig.broker.dump()
+    rig.fleet.stop_all()
+    rig.faults.write("phase", phase="stopped")
 
 
 def _await_registry(timeout: float = 120) -> None:
