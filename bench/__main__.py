@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     runner.OPTIONS["rounds"] = args.rounds
     # SIGTERM unwinds like Ctrl-C: workers stopped, benchmark databases dropped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    report = runner.run(args.scenarios or keys, runner.Scale(args.scale))
-    path = runner.save(report, args.out)
+    path = runner.result_path(args.out)
+    report = runner.run(args.scenarios or keys, runner.Scale(args.scale), path)
     print(f"\n# Ravel benchmark, {report['date']}, scale {report['scale']}, "
           f"commit {report['commit']}\n")
     print(runner.table(report["scenarios"]))

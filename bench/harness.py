@@ -170,6 +170,13 @@ class Rig:
         self.broker.delete(key)
         return elapsed
 
+    def purge(self) -> None:
+        """Delete the benchmark's queues (the default one, per-version step queues, the
+        reaper's) and kombu's bindings of them from the broker."""
+        for pattern in (f"{self.queue}*", f"_kombu.binding*.{self.queue}*"):
+            for key in list(self.broker.scan_iter(match=pattern, count=1000)):
+                self.broker.delete(key)
+
     def close(self) -> None:
         """Stop the workers; drop the benchmark's own engine."""
         self.cluster.stop_all()
@@ -210,7 +217,7 @@ def rig(concurrency: int = 1, workers: int = 1, extra_env: dict[str, str] | None
             yield the_rig
         finally:
             the_rig.close()
-            broker.delete(the_rig.queue)
+            the_rig.purge()
             dispatch.set_dispatcher(None)
             for name in env:
                 os.environ.pop(name, None)

@@ -183,8 +183,12 @@ def git_commit() -> str:
     return head + ("+dirty" if dirty.strip() else "")
 
 
-def run(keys: list[str], scale: Scale) -> dict[str, Any]:
-    """Run the scenarios ``keys`` in order; return the results as stored in the JSON file."""
+def run(keys: list[str], scale: Scale, out: Path | None = None) -> dict[str, Any]:
+    """Run the scenarios ``keys`` in order; return the results as stored in the JSON file.
+
+    With ``out``, the file is rewritten after each scenario: a long run cut short keeps the
+    figures of the scenarios it finished.
+    """
     from bench.versions import versions  # imports the systems: only when running
 
     report: dict[str, Any] = {
@@ -212,6 +216,9 @@ def run(keys: list[str], scale: Scale) -> dict[str, Any]:
         entry["seconds"] = round(time.monotonic() - began, 1)
         report["scenarios"][key] = entry
         print(table({key: entry}), flush=True)
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(report, indent=1) + "\n")
     return report
 
 
@@ -231,13 +238,11 @@ def table(scenarios: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def save(report: dict[str, Any], folder: Path = RESULTS) -> Path:
-    """Write the report as ``<folder>/<date>.json`` (a second run that day gets a suffix)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = report["date"][:10]
+def result_path(folder: Path = RESULTS) -> Path:
+    """``<folder>/<date>.json`` for a new run (a second run that day gets a suffix)."""
+    stem = datetime.now(UTC).strftime("%Y-%m-%d")
     path, n = folder / f"{stem}.json", 1
     while path.exists():
         n += 1
         path = folder / f"{stem}-{n}.json"
-    path.write_text(json.dumps(report, indent=1) + "\n")
     return path
