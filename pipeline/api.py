@@ -31,16 +31,24 @@ def _run_id(run_id: Any) -> str:
     try:
         return str(uuid.UUID(run_id))
     except ValueError:
-        raise RunNotFound(f"{run_id!r} is not a run id (expected a UUID such as "
-                          "'0b7c5e0e-3f7a-4c53-9a43-6c2f1e8d9b10')") from None
+        raise RunNotFound(
+            f"{run_id!r} is not a run id (expected a UUID such as "
+            "'0b7c5e0e-3f7a-4c53-9a43-6c2f1e8d9b10')"
+        ) from None
 
 
 def _name(value: Any, what: str, example: str) -> str:
     """A name bound for a text column: 1-200 printable characters (no NUL, no surrogates)."""
-    if (not isinstance(value, str) or not value.strip() or len(value) > 200
-            or storable_text(value) != value):
-        raise InvalidInput(f"{what} must be a non-empty name of at most 200 characters, "
-                           f"without NUL or unpaired surrogates (e.g. {example!r})")
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or len(value) > 200
+        or storable_text(value) != value
+    ):
+        raise InvalidInput(
+            f"{what} must be a non-empty name of at most 200 characters, "
+            f"without NUL or unpaired surrogates (e.g. {example!r})"
+        )
     return value
 
 
@@ -72,7 +80,10 @@ def _workflow_spec(name: str) -> tuple[int, str]:
 
 @actionable
 def start_run(
-    workflow_name: str, input: dict[str, Any] | str, *, idempotency_key: str | None = None,
+    workflow_name: str,
+    input: dict[str, Any] | str,
+    *,
+    idempotency_key: str | None = None,
     actor: str = "api",
 ) -> str:
     """Start a run of a workflow and return its id (a str UUID).
@@ -95,8 +106,13 @@ def start_run(
         raise InvalidInput("idempotency_key must be a string of 1 to 255 characters")
     version, start = _workflow_spec(workflow_name)
     run_id, created = runs.create_run(
-        get_db(), workflow=workflow_name, version=version, step=start, input=data,
-        idempotency_key=idempotency_key, actor=_actor(actor),
+        get_db(),
+        workflow=workflow_name,
+        version=version,
+        step=start,
+        input=data,
+        idempotency_key=idempotency_key,
+        actor=_actor(actor),
         redispatch_after=get_settings().redispatch_after,
     )
     if created:
@@ -108,21 +124,38 @@ def _wait_view(wait: WaitRecord | None) -> WaitView | None:
     if wait is None:
         return None
     return WaitView(
-        id=wait.id, kind=wait.kind, prompt=wait.prompt, approvers=list(wait.approvers or []),
-        expires_at=wait.expires_at, name=wait.name, data=wait.data, then=wait.then_step,
+        id=wait.id,
+        kind=wait.kind,
+        prompt=wait.prompt,
+        approvers=list(wait.approvers or []),
+        expires_at=wait.expires_at,
+        name=wait.name,
+        data=wait.data,
+        then=wait.then_step,
         created_at=wait.created_at,
     )
 
 
 def _view(run: RunRecord, wait: WaitRecord | None) -> RunView:
     return RunView(
-        id=run.id, workflow=run.workflow, status=RunStatus(run.status), step=run.step,
-        state=run.state, wait=_wait_view(wait), result=run.result, error=run.error,
-        attempt=run.attempt - run.retry_base, tokens=int(run.tokens or 0),
+        id=run.id,
+        workflow=run.workflow,
+        status=RunStatus(run.status),
+        step=run.step,
+        state=run.state,
+        wait=_wait_view(wait),
+        result=run.result,
+        error=run.error,
+        attempt=run.attempt - run.retry_base,
+        tokens=int(run.tokens or 0),
         cost_usd=float(run.cost_usd or 0.0),
-        created_at=run.created_at, updated_at=run.updated_at,
-        workflow_version=run.workflow_version, seq=run.seq, input=run.input,
-        forked_from=run.forked_from, forked_from_seq=run.forked_from_seq,
+        created_at=run.created_at,
+        updated_at=run.updated_at,
+        workflow_version=run.workflow_version,
+        seq=run.seq,
+        input=run.input,
+        forked_from=run.forked_from,
+        forked_from_seq=run.forked_from_seq,
     )
 
 
@@ -153,7 +186,11 @@ def list_runs(
 
 
 def _decide(
-    run_id: str, decision: str, actor: str, data: Any, wait_id: str | None,
+    run_id: str,
+    decision: str,
+    actor: str,
+    data: Any,
+    wait_id: str | None,
     groups: Iterable[str],
 ) -> WaitResult:
     rid = _run_id(run_id)
@@ -162,19 +199,31 @@ def _decide(
         raise InvalidInput("wait_id must be a string")
     if isinstance(groups, str) or not all(isinstance(g, str) for g in groups):
         raise InvalidInput("groups must be a list of group names, e.g. ['finance']")
-    result = decisions.decide(get_db(), rid, decision, _actor(actor), value, wait_id,
-                              group_names(groups))
+    result = decisions.decide(
+        get_db(), rid, decision, _actor(actor), value, wait_id, group_names(groups)
+    )
     if result.wakeup is not None:
         dispatch.publish(result.wakeup)
     if result.refusal is not None:
         raise result.refusal
-    return WaitResult("approval", result.decision, result.actor, value, result.at,
-                      result.wait_id, result.principal)
+    return WaitResult(
+        "approval",
+        result.decision,
+        result.actor,
+        value,
+        result.at,
+        result.wait_id,
+        result.principal,
+    )
 
 
 @actionable
 def approve(
-    run_id: str, actor: str, data: dict[str, Any] | None = None, *, wait_id: str | None = None,
+    run_id: str,
+    actor: str,
+    data: dict[str, Any] | None = None,
+    *,
+    wait_id: str | None = None,
     groups: Iterable[str] = (),
 ) -> WaitResult:
     """Approve the run's open approval as the person ``actor``.
@@ -208,7 +257,11 @@ def approve(
 
 @actionable
 def reject(
-    run_id: str, actor: str, reason: str | None = None, *, wait_id: str | None = None,
+    run_id: str,
+    actor: str,
+    reason: str | None = None,
+    *,
+    wait_id: str | None = None,
     groups: Iterable[str] = (),
 ) -> WaitResult:
     """Reject the run's open approval; the step after the wait sees ``decision == "rejected"``
@@ -299,8 +352,9 @@ def fork_run(
         value = to_json_value(new, what="the forked run's state", limit=Limit.STATE)
         return value, keys
 
-    forked = forks.fork(get_db(), rid, from_step, _actor(actor), patched,
-                        get_settings().redispatch_after)
+    forked = forks.fork(
+        get_db(), rid, from_step, _actor(actor), patched, get_settings().redispatch_after
+    )
     dispatch.publish(forked.wakeup)
     return forked.run_id
 
@@ -335,8 +389,18 @@ def run_steps(run_id: str) -> list[StepView]:
     if not rows and not runs.run_exists(get_db(), rid):
         raise RunNotFound(f"no run with id {rid}")
     return [
-        StepView(r.seq, r.attempt, r.step, r.status, r.outcome, r.worker, r.error,
-                 r.started_at, r.finished_at, r.traceback)
+        StepView(
+            r.seq,
+            r.attempt,
+            r.step,
+            r.status,
+            r.outcome,
+            r.worker,
+            r.error,
+            r.started_at,
+            r.finished_at,
+            r.traceback,
+        )
         for r in rows
     ]
 

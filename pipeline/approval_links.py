@@ -108,8 +108,13 @@ def link_path(run_id: str, token: str) -> str:
 
 
 def create_link(
-    run_id: str, principal: str, *, groups: Iterable[str] = (), created_by: str,
-    wait_id: str | None = None, valid_for: timedelta = DEFAULT_VALID_FOR,
+    run_id: str,
+    principal: str,
+    *,
+    groups: Iterable[str] = (),
+    created_by: str,
+    wait_id: str | None = None,
+    valid_for: timedelta = DEFAULT_VALID_FOR,
     base_url: str | None = None,
 ) -> CreatedLink:
     """A link with which ``principal`` decides the run's open approval.
@@ -137,11 +142,14 @@ def create_link(
     if wait is None or wait.kind != "approval":
         raise NotWaiting(f"run {run.id} has no open approval to make a link for")
     if wait_id is not None and wait_id != wait.id:
-        raise WaitNotFound(f"the wait {wait_id} is not the open approval of run {run.id} "
-                           f"(that is {wait.id})")
+        raise WaitNotFound(
+            f"the wait {wait_id} is not the open approval of run {run.id} (that is {wait.id})"
+        )
     if authorize(wait.approvers, who, vouched) is None:
-        raise NotAuthorized(f"{who!r} may not decide this approval (approvers: "
-                            f"{', '.join(wait.approvers) or 'nobody'}); no link was made")
+        raise NotAuthorized(
+            f"{who!r} may not decide this approval (approvers: "
+            f"{', '.join(wait.approvers) or 'nobody'}); no link was made"
+        )
     db = get_db()
     expires = db.now() + valid_for
     if wait.expires_at is not None:
@@ -157,19 +165,23 @@ def _record(run_id: str, token: str) -> store.LinkRecord:
     malformed token is not looked up)."""
     found = store.find(get_db(), digest(token)) if _TOKEN.match(token or "") else None
     if found is None or found.run_id != run_id:
-        raise LinkNotFound("this approval link is not valid: check that it was copied whole, "
-                           "or ask for a new one")
+        raise LinkNotFound(
+            "this approval link is not valid: check that it was copied whole, or ask for a new one"
+        )
     return found
 
 
 def _status(link: store.LinkRecord, wait: WaitView | None) -> tuple[str, str | None]:
     """(status, why it cannot decide) of a link whose wait is ``wait`` if still open."""
     if link.used_at is not None:
-        return "used", (f"this link was already used: {link.decision} at "
-                        f"{link.used_at:%Y-%m-%d %H:%M:%S} UTC. A link decides once")
+        return "used", (
+            f"this link was already used: {link.decision} at "
+            f"{link.used_at:%Y-%m-%d %H:%M:%S} UTC. A link decides once"
+        )
     if link.expired:
-        return "expired", (f"this link expired at {link.expires_at:%Y-%m-%d %H:%M:%S} UTC; "
-                           "ask for a new one")
+        return "expired", (
+            f"this link expired at {link.expires_at:%Y-%m-%d %H:%M:%S} UTC; ask for a new one"
+        )
     if wait is None:
         return "closed", "this approval is no longer open: it was decided, expired or cancelled"
     return "open", None
@@ -205,10 +217,10 @@ def use_link(run_id: str, token: str, decision: str, reason: str | None = None) 
     groups = link.groups
     try:
         if decision == "approved":
-            return api.approve(link.run_id, link.principal, None, wait_id=link.wait_id,
-                               groups=groups)
-        return api.reject(link.run_id, link.principal, reason, wait_id=link.wait_id,
-                          groups=groups)
+            return api.approve(
+                link.run_id, link.principal, None, wait_id=link.wait_id, groups=groups
+            )
+        return api.reject(link.run_id, link.principal, reason, wait_id=link.wait_id, groups=groups)
     except StoreUnavailable:
         # Nothing was decided: let the person try again when the database is back (if it
         # is still unreachable, the link stays used and the wait stays open).
@@ -217,5 +229,16 @@ def use_link(run_id: str, token: str, decision: str, reason: str | None = None) 
         raise
 
 
-__all__ = ["DEFAULT_VALID_FOR", "CreatedLink", "LinkExpired", "LinkNotFound", "LinkState",
-           "LinkUsed", "create_link", "digest", "inspect_link", "link_path", "use_link"]
+__all__ = [
+    "DEFAULT_VALID_FOR",
+    "CreatedLink",
+    "LinkExpired",
+    "LinkNotFound",
+    "LinkState",
+    "LinkUsed",
+    "create_link",
+    "digest",
+    "inspect_link",
+    "link_path",
+    "use_link",
+]

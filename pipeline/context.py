@@ -22,6 +22,8 @@ class AttemptFenced(BaseException):
     so a step's ``except Exception`` cannot swallow it; the engine ends the attempt quietly:
     nothing is committed or published.
     """
+
+
 _KEY_NAMESPACE = uuid.UUID("6f1c9a52-0b8e-4d0e-9a57-2f0d3c4b5a61")
 
 
@@ -109,7 +111,10 @@ class StepContext:
         return self.journaled(name, "effect", lambda: fn(*args, **kwargs))
 
     def journaled(
-        self, name: str, kind: str, call: Callable[[], Any],
+        self,
+        name: str,
+        kind: str,
+        call: Callable[[], Any],
         usage: Callable[[Any], tuple[int, float, str | None]] | None = None,
     ) -> Any:
         """Run ``call`` under the journal entry ``name`` (the engine of :meth:`effect`).
@@ -137,15 +142,24 @@ class StepContext:
             self.journal()[name] = now
             return now.result
         faults.fault("after_effect_intent", self.step)
-        value = to_json_value(telemetry.traced_call(self, kind, name, call),
-                              what=f"the result of {kind} {name!r}", redact_secrets=True)
+        value = to_json_value(
+            telemetry.traced_call(self, kind, name, call),
+            what=f"the result of {kind} {name!r}",
+            redact_secrets=True,
+        )
         faults.fault("after_effect_call_before_record", self.step)
         tokens, cost, model = usage(value) if usage else (0, 0.0, None)
         if usage is not None:  # a paid call was made (and billed), whoever records it first
             metrics.llm_usage(self.workflow, model, tokens, cost)
         if not journal.record_result(
-            self._db, self.run_id, self.seq, name, value,
-            tokens=tokens, cost_usd=cost, model=model,
+            self._db,
+            self.run_id,
+            self.seq,
+            name,
+            value,
+            tokens=tokens,
+            cost_usd=cost,
+            model=model,
         ):
             # Another attempt (whose lease we outlived) recorded first: its result stands.
             self._journal = None
@@ -153,8 +167,16 @@ class StepContext:
             if winner is not None and winner.done:
                 return winner.result
         self.journal()[name] = JournalEntry(
-            name, kind, "done", key, (entry.calls + 1) if entry else 1, value, tokens, cost,
-            model, None,
+            name,
+            kind,
+            "done",
+            key,
+            (entry.calls + 1) if entry else 1,
+            value,
+            tokens,
+            cost,
+            model,
+            None,
         )
         faults.fault("after_effect_call_before_commit", self.step)
         return value

@@ -78,7 +78,8 @@ def publish(wakeup: Wakeup) -> bool:
     except Exception as exc:
         log.warning(
             "could not publish the wake-up of run %s (%s); the reaper will re-publish it",
-            wakeup.run_id, exc,
+            wakeup.run_id,
+            exc,
         )
         return False
     return True

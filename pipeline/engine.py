@@ -65,7 +65,12 @@ NOTHING_TO_DO = StepOutcome(claimed=False)
 
 
 def execute_step(
-    run_id: str, seq: int, step: str, *, worker: str, workflow: str | None = None,
+    run_id: str,
+    seq: int,
+    step: str,
+    *,
+    worker: str,
+    workflow: str | None = None,
     version: int | None = None,
 ) -> StepOutcome:
     """Run one attempt of ``step`` of a run if the wake-up is current; publish what follows.
@@ -76,15 +81,24 @@ def execute_step(
     carry the run's fields; with the ``otel`` extra the attempt is a span of the run's trace.
     """
     with telemetry.step_scope(run_id, seq, step, workflow, worker) as scope:
-        outcome = _execute_step(run_id, seq, step, worker=worker, workflow=workflow,
-                                version=version)
-        scope.finished(outcome.status.value if outcome.status else None, outcome.error,
-                       committed=outcome.committed)
+        outcome = _execute_step(
+            run_id, seq, step, worker=worker, workflow=workflow, version=version
+        )
+        scope.finished(
+            outcome.status.value if outcome.status else None,
+            outcome.error,
+            committed=outcome.committed,
+        )
         return outcome
 
 
 def _execute_step(
-    run_id: str, seq: int, step: str, *, worker: str, workflow: str | None,
+    run_id: str,
+    seq: int,
+    step: str,
+    *,
+    worker: str,
+    workflow: str | None,
     version: int | None,
 ) -> StepOutcome:
     db = get_db()
@@ -96,8 +110,13 @@ def _execute_step(
     claim = store.claim(db, run_id, seq, step, settings.lease_seconds, worker, served)
     if claim is None:
         return NOTHING_TO_DO
-    telemetry.claimed(claim.workflow, claim.workflow_version, claim.step, claim.seq,
-                      claim.attempt - claim.retry_base)
+    telemetry.claimed(
+        claim.workflow,
+        claim.workflow_version,
+        claim.step,
+        claim.seq,
+        claim.attempt - claim.retry_base,
+    )
     started = time.monotonic()
     if claim.attempt - 1 > claim.recorded_attempt:
         # An earlier attempt of this seq never committed: this claim took an expired lease.
@@ -105,8 +124,12 @@ def _execute_step(
     faults.fault("after_claim", claim.step)
     plan = plan_attempt(claim)
     if plan is None:
-        log.warning("run %s: cancelled or taken over during step %s; this attempt stopped "
-                    "before its next call and commits nothing", run_id, claim.step)
+        log.warning(
+            "run %s: cancelled or taken over during step %s; this attempt stopped "
+            "before its next call and commits nothing",
+            run_id,
+            claim.step,
+        )
         metrics.step_finished(claim.workflow, claim.step, "fenced", time.monotonic() - started)
         return StepOutcome(claimed=True, committed=False)
     faults.fault("before_commit", claim.step)
@@ -126,8 +149,16 @@ def _execute_step(
 
         notify.parked(get_run(run_id))
     retry_in = plan.wake_after if plan.outcome == "retry" else None
-    return StepOutcome(True, True, done.status, wakeup, done.wait_id, plan.step_error,
-                       plan.step_traceback, retry_in)
+    return StepOutcome(
+        True,
+        True,
+        done.status,
+        wakeup,
+        done.wait_id,
+        plan.step_error,
+        plan.step_traceback,
+        retry_in,
+    )
 
 
 def _served(workflow: str | None, step: str) -> list[tuple[str, int]]:
@@ -149,8 +180,13 @@ def _leave_for_another_worker(
     no worker serves the version.
     """
     served_elsewhere = runs.version_served_recently(db, workflow, version)
-    log.info("run %s: %s v%d is not served by this worker; left for one that serves it%s",
-             run_id, workflow, version, "" if served_elsewhere else " (none seen recently)")
+    log.info(
+        "run %s: %s v%d is not served by this worker; left for one that serves it%s",
+        run_id,
+        workflow,
+        version,
+        "" if served_elsewhere else " (none seen recently)",
+    )
     if served_elsewhere:
         sweeps.unclaimable_soon(db, run_id, seq)
 
@@ -164,8 +200,9 @@ def plan_attempt(claim: Claim) -> CommitPlan | None:
     flow = find_workflow(claim.workflow, claim.workflow_version)
     step_def = flow.steps.get(claim.step) if flow else None
     if flow is None or step_def is None:
-        return _fatal(claim, f"{claim.workflow} version {claim.workflow_version} has no step "
-                             f"{claim.step!r}")
+        return _fatal(
+            claim, f"{claim.workflow} version {claim.workflow_version} has no step {claim.step!r}"
+        )
     attempt = claim.attempt - claim.retry_base
     if attempt > step_def.retry.max_attempts:
         return _fatal(
@@ -214,34 +251,59 @@ def _plan_transition(flow: Workflow, claim: Claim, ctx: StepContext, result: Any
             "transition; return Next, Done, Fail, Sleep, WaitForApproval or WaitForEvent"
         )
     state = to_json_value(ctx.state, what="ctx.state", limit=Limit.STATE, redact_secrets=True)
-    base: dict[str, Any] = {"state": state, "messages": ctx.new_messages, "advance": True,
-                            "step_status": "succeeded"}
+    base: dict[str, Any] = {
+        "state": state,
+        "messages": ctx.new_messages,
+        "advance": True,
+        "step_status": "succeeded",
+    }
     succeeded: tuple[str, dict[str, Any]] = ("step.succeeded", {"attempt": claim.attempt})
     if isinstance(result, Next):
         _check_step(flow, result.step, "Next")
         succeeded[1]["next"] = result.step
-        return CommitPlan(RunStatus.PENDING, result.step, outcome="next", events=[succeeded],
-                          **base)
+        return CommitPlan(
+            RunStatus.PENDING, result.step, outcome="next", events=[succeeded], **base
+        )
     if isinstance(result, Done):
         value = to_json_value(result.result, what="the Done result")
-        return CommitPlan(RunStatus.SUCCEEDED, claim.step, outcome="done", result=value,
-                          events=[succeeded, ("run.succeeded", {})], **base)
+        return CommitPlan(
+            RunStatus.SUCCEEDED,
+            claim.step,
+            outcome="done",
+            result=value,
+            events=[succeeded, ("run.succeeded", {})],
+            **base,
+        )
     if isinstance(result, Fail):
         reason = redact_text(str(result.reason))
-        return CommitPlan(RunStatus.FAILED, claim.step, outcome="fail", error=reason,
-                          events=[("run.failed", {"error": reason})],
-                          **{**base, "advance": False, "step_status": "failed"})
+        return CommitPlan(
+            RunStatus.FAILED,
+            claim.step,
+            outcome="fail",
+            error=reason,
+            events=[("run.failed", {"error": reason})],
+            **{**base, "advance": False, "step_status": "failed"},
+        )
     if isinstance(result, Sleep):
         _check_step(flow, result.then, "Sleep")
         seconds = result.duration.total_seconds()
-        return CommitPlan(RunStatus.SLEEPING, result.then, outcome="sleep", wake_after=seconds,
-                          events=[succeeded, ("run.sleeping", {"seconds": seconds})], **base)
+        return CommitPlan(
+            RunStatus.SLEEPING,
+            result.then,
+            outcome="sleep",
+            wake_after=seconds,
+            events=[succeeded, ("run.sleeping", {"seconds": seconds})],
+            **base,
+        )
     return _plan_wait(flow, claim, result, base, succeeded)
 
 
 def _plan_wait(
-    flow: Workflow, claim: Claim, result: WaitForApproval | WaitForEvent,
-    base: dict[str, Any], succeeded: tuple[str, dict[str, Any]],
+    flow: Workflow,
+    claim: Claim,
+    result: WaitForApproval | WaitForEvent,
+    base: dict[str, Any],
+    succeeded: tuple[str, dict[str, Any]],
 ) -> CommitPlan:
     kind = "approval" if isinstance(result, WaitForApproval) else "event"
     _check_step(flow, result.then, type(result).__name__)
@@ -252,15 +314,22 @@ def _plan_wait(
             raise InvalidStepResult("WaitForApproval needs approvers: a non-empty list of names")
         data = to_json_value(result.data, what="WaitForApproval data") if result.data else None
         prompt = storable_text(str(result.prompt))
-        spec = WaitSpec("approval", result.then, timeout, prompt=prompt,
-                        approvers=list(approvers), data=data)
+        spec = WaitSpec(
+            "approval", result.then, timeout, prompt=prompt, approvers=list(approvers), data=data
+        )
         info: dict[str, Any] = {"prompt": spec.prompt, "approvers": spec.approvers}
     else:
         spec = WaitSpec("event", result.then, timeout, name=result.name)
         info = {"event": result.name}
     waiting = ("run.waiting", {"kind": kind, "timeout_seconds": timeout, **redact(info)})
-    return CommitPlan(RunStatus.WAITING, result.then, outcome="wait", wait=spec,
-                      events=[succeeded, waiting], **base)
+    return CommitPlan(
+        RunStatus.WAITING,
+        result.then,
+        outcome="wait",
+        wait=spec,
+        events=[succeeded, waiting],
+        **base,
+    )
 
 
 def _check_step(flow: Workflow, name: str, what: str) -> None:
@@ -284,17 +353,35 @@ def _plan_failure(claim: Claim, step_def: StepDef, attempt: int, exc: Exception)
         retry_after = getattr(exc, "retry_after", None)
         if isinstance(retry_after, int | float) and retry_after > delay:
             delay = min(float(retry_after), policy.max_delay)
-        log.info("run %s: step %s attempt %d failed (%s); retry in %.1fs",
-                 claim.run_id, claim.step, attempt, error, delay)
+        log.info(
+            "run %s: step %s attempt %d failed (%s); retry in %.1fs",
+            claim.run_id,
+            claim.step,
+            attempt,
+            error,
+            delay,
+        )
         return CommitPlan(
-            RunStatus.SLEEPING, claim.step, advance=False, step_status="failed",
-            outcome="retry", step_error=error, step_traceback=where, wake_after=delay,
+            RunStatus.SLEEPING,
+            claim.step,
+            advance=False,
+            step_status="failed",
+            outcome="retry",
+            step_error=error,
+            step_traceback=where,
+            wake_after=delay,
             events=[failed, ("step.retry_scheduled", {"attempt": attempt + 1, "delay": delay})],
         )
     log.warning("run %s: step %s failed for good: %s", claim.run_id, claim.step, error)
     return CommitPlan(
-        RunStatus.FAILED, claim.step, advance=False, step_status="failed", outcome="fail",
-        step_error=error, step_traceback=where, error=error,
+        RunStatus.FAILED,
+        claim.step,
+        advance=False,
+        step_status="failed",
+        outcome="fail",
+        step_error=error,
+        step_traceback=where,
+        error=error,
         events=[failed, ("run.failed", {"error": error})],
     )
 
@@ -315,8 +402,15 @@ def _traceback_of(exc: BaseException) -> str:
 
 def _fatal(claim: Claim, why: str) -> CommitPlan:
     return CommitPlan(
-        RunStatus.FAILED, claim.step, advance=False, step_status="failed", outcome="fail",
-        step_error=why, error=why,
-        events=[("step.failed", {"attempt": claim.attempt, "error": why}),
-                ("run.failed", {"error": why})],
+        RunStatus.FAILED,
+        claim.step,
+        advance=False,
+        step_status="failed",
+        outcome="fail",
+        step_error=why,
+        error=why,
+        events=[
+            ("step.failed", {"attempt": claim.attempt, "error": why}),
+            ("run.failed", {"error": why}),
+        ],
     )

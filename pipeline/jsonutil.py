@@ -106,14 +106,18 @@ def to_json_value(
     except RecursionError:
         raise _deep_error(what) from None
     except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"{what} is not JSON-serialisable ({exc}); pass plain dicts, lists, "
-                           "strings, numbers, booleans and None") from None
+        raise InvalidInput(
+            f"{what} is not JSON-serialisable ({exc}); pass plain dicts, lists, "
+            "strings, numbers, booleans and None"
+        ) from None
     check = Limit.VALUE if limit is None else limit
     size, cap = len(text), check.bytes() if isinstance(check, Limit) else check
     if size > cap:  # ``text`` is ASCII (ensure_ascii), so its length is its size in bytes
         setting = f"; or raise {check.setting}" if isinstance(check, Limit) else ""
-        raise ValueTooLarge(f"{what} is {size} bytes of JSON, over the {cap}-byte limit; store "
-                            f"large data elsewhere and pass a reference{setting}")
+        raise ValueTooLarge(
+            f"{what} is {size} bytes of JSON, over the {cap}-byte limit; store "
+            f"large data elsewhere and pass a reference{setting}"
+        )
     try:
         result = json.loads(text)
     except RecursionError:
@@ -124,9 +128,7 @@ def to_json_value(
     return redact(result) if redact_secrets and might_hold_secrets(text) else result
 
 
-def require_object(
-    value: Any, *, what: str, limit: int | Limit | None = None
-) -> dict[str, Any]:
+def require_object(value: Any, *, what: str, limit: int | Limit | None = None) -> dict[str, Any]:
     """Like :func:`to_json_value`, but the value must be a JSON object (or JSON text of one)."""
     if isinstance(value, str | bytes):
         try:
@@ -134,8 +136,9 @@ def require_object(
         except RecursionError:
             raise _deep_error(what) from None
         except ValueError:
-            raise InvalidInput(f"{what} is not valid JSON; pass a JSON object such as "
-                               '{"order_id": 42}') from None
+            raise InvalidInput(
+                f'{what} is not valid JSON; pass a JSON object such as {{"order_id": 42}}'
+            ) from None
     if not isinstance(value, dict):
         raise InvalidInput(f"{what} must be a JSON object (a dict), not {type(value).__name__}")
     result = to_json_value(value, what=what, limit=limit)

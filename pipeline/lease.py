@@ -82,8 +82,7 @@ class LeaseKeeper:
                     # only a lease still held is a lost one.
                     if self._held == held:
                         self._lost = True
-                        log.warning("lost the lease of run %s (cancelled or taken over)",
-                                    held[0])
+                        log.warning("lost the lease of run %s (cancelled or taken over)", held[0])
 
 
 _keepers: dict[int, LeaseKeeper] = {}

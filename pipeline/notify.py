@@ -45,5 +45,4 @@ def parked(run: RunView) -> None:
         try:
             fn(run)
         except Exception:
-            log.exception("park handler %s failed for run %s", getattr(fn, "__name__", fn),
-                          run.id)
+            log.exception("park handler %s failed for run %s", getattr(fn, "__name__", fn), run.id)

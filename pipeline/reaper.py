@@ -62,23 +62,27 @@ def reap() -> ReapReport:
         for wakeup in found.wakeups:
             dispatch.publish(wakeup)
             # One line per run it moved, findable by run id (a JSON field with the extra).
-            log.info("reaper: %s run %s at step %s", _DID[what], wakeup.run_id, wakeup.step,
-                     extra=run_fields(wakeup.run_id, wakeup.workflow, wakeup.step, wakeup.seq))
+            log.info(
+                "reaper: %s run %s at step %s",
+                _DID[what],
+                wakeup.run_id,
+                wakeup.step,
+                extra=run_fields(wakeup.run_id, wakeup.workflow, wakeup.step, wakeup.seq),
+            )
         return len(found.wakeups)
 
     woken = sweep("wake", lambda: sweeps.wake_due_sleepers(db, settings.redispatch_after))
     expired = sweep("expiry", lambda: _expire_waits(db))
-    republished = sweep("re-publish",
-                        lambda: sweeps.overdue_wakeups(db, settings.redispatch_after))
+    republished = sweep("re-publish", lambda: sweeps.overdue_wakeups(db, settings.redispatch_after))
     report = ReapReport(woken, expired, republished, errors)
     metrics.reaper_pass(woken, expired, republished, len(errors))
     if republished:
         log.info("reaper: re-published %d overdue wake-up(s)", republished)
     try:
         health.record_reaper_pass(
-            db, reaper_name(),
-            {"woken": woken, "expired": expired, "republished": republished,
-             "errors": len(errors)},
+            db,
+            reaper_name(),
+            {"woken": woken, "expired": expired, "republished": republished, "errors": len(errors)},
             "; ".join(errors)[:4000] or None,
         )
     except Exception:
@@ -93,8 +97,7 @@ def _expire_waits(db: Database) -> sweeps.Sweep:
         try:
             wakeup: Wakeup | None = decisions.expire(db, row.run_id, row.id)
         except Exception as exc:
-            log.exception("reaper: could not expire wait %s of run %s; skipped", row.id,
-                          row.run_id)
+            log.exception("reaper: could not expire wait %s of run %s; skipped", row.id, row.run_id)
             found.errors.append(f"expire {row.run_id}: {type(exc).__name__}: {exc}")
             continue
         if wakeup is not None:

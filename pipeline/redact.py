@@ -27,13 +27,30 @@ MASK = "[redacted]"
 _SECRET_HINTS = (
     *(
         f'{word}":'
-        for word in ("authorization", "apikey", "api_key", "token", "password", "passwd",
-                     "secret", "cookie", "credential", "credentials")
+        for word in (
+            "authorization",
+            "apikey",
+            "api_key",
+            "token",
+            "password",
+            "passwd",
+            "secret",
+            "cookie",
+            "credential",
+            "credentials",
+        )
     ),
     '\\n":',  # any key ending in a newline
-    "sk-", "xox", "akia", "bearer", "eyj",
+    "sk-",
+    "xox",
+    "akia",
+    "bearer",
+    "eyj",
     # Non-ASCII letters that case-insensitive matching equates with s, k and i, as escaped.
-    "\\u017f", "\\u212a", "\\u0130", "\\u0131",
+    "\\u017f",
+    "\\u212a",
+    "\\u0130",
+    "\\u0131",
 )
 # Characters a PostgreSQL TEXT column refuses: NUL, and lone surrogates (not UTF-8 encodable).
 _UNSTORABLE_TEXT = re.compile("[\x00\ud800-\udfff]")

@@ -54,8 +54,7 @@ def normalise_database_url(url: str) -> str:
 
 
 #: URL schemes of the databases Ravel runs on (PostgreSQL through psycopg2, SQLite).
-SUPPORTED_DATABASES = ("postgresql", "postgres", "postgresql+psycopg2", "sqlite",
-                       "sqlite+pysqlite")
+SUPPORTED_DATABASES = ("postgresql", "postgres", "postgresql+psycopg2", "sqlite", "sqlite+pysqlite")
 
 
 def supported_database_url(url: str) -> str:

@@ -49,7 +49,11 @@ class Workflow:
     """
 
     def __init__(
-        self, name: str, version: int = 1, *, queue: str | None = None,
+        self,
+        name: str,
+        version: int = 1,
+        *,
+        queue: str | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:
         if not _NAME.match(name):
@@ -71,13 +75,25 @@ class Workflow:
 
     @overload
     def step(
-        self, fn: None = None, /, *, start: bool = False, retry: RetryPolicy | None = None,
-        queue: str | None = None, name: str | None = None,
+        self,
+        fn: None = None,
+        /,
+        *,
+        start: bool = False,
+        retry: RetryPolicy | None = None,
+        queue: str | None = None,
+        name: str | None = None,
     ) -> Callable[[StepFn], StepFn]: ...
 
     def step(
-        self, fn: StepFn | None = None, /, *, start: bool = False,
-        retry: RetryPolicy | None = None, queue: str | None = None, name: str | None = None,
+        self,
+        fn: StepFn | None = None,
+        /,
+        *,
+        start: bool = False,
+        retry: RetryPolicy | None = None,
+        queue: str | None = None,
+        name: str | None = None,
     ) -> StepFn | Callable[[StepFn], StepFn]:
         """Declare a step: ``@flow.step`` or ``@flow.step(start=True, retry=..., queue=...)``.
 

@@ -49,8 +49,12 @@ class Consumer(CeleryConsumer):  # type: ignore[misc]
         log.error(
             "dropped a message that is not a task call (task %.80r, id %.80r, %d-byte %s body): "
             "%s: %.300s; nothing ran",
-            headers.get("task"), headers.get("id"), len(message.body or b""),
-            message.content_type, type(exc).__name__, exc,
+            headers.get("task"),
+            headers.get("id"),
+            len(message.body or b""),
+            message.content_type,
+            type(exc).__name__,
+            exc,
         )
         if not message.acknowledged:
             message.reject_log_error(log, self.connection_errors)

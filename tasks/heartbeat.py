@@ -64,8 +64,11 @@ class Heartbeat(threading.Thread):
             db = get_db()
             health.touch_worker(db, self.worker, self.workflows, starting=starting)
             last = health.last_reaper_pass(db)
-            silent = (time.monotonic() - self.started if last is None
-                      else (db.now() - last).total_seconds())
+            silent = (
+                time.monotonic() - self.started
+                if last is None
+                else (db.now() - last).total_seconds()
+            )
         except Exception as exc:
             now = time.monotonic()
             if self._failed_at is None or now - self._failed_at >= _REPEAT_SECONDS:
@@ -86,6 +89,10 @@ class Heartbeat(threading.Thread):
             return
         self._alarm_at = now
         since = "" if ever else " (none recorded since this worker started)"
-        log.error("no reaper pass for %d s%s: retries, sleeps, approval expiries and lost "
-                  "wake-ups are not being handled; run `celery -A tasks beat` or a worker "
-                  "with -B", silent, since)
+        log.error(
+            "no reaper pass for %d s%s: retries, sleeps, approval expiries and lost "
+            "wake-ups are not being handled; run `celery -A tasks beat` or a worker "
+            "with -B",
+            silent,
+            since,
+        )

@@ -78,10 +78,12 @@ def _broker_conflict(celery: Celery, settings: Settings) -> str | None:
     if _same_broker(own, broker_url(settings)):
         return None
     shown = signals.mask(str(own)) if own else "Celery's default (amqp://localhost)"
-    return (f"this app's broker is {shown} but RAVEL_BROKER_URL is "
-            f"{signals.mask(settings.broker_url)}: the processes that publish through "
-            "RAVEL_BROKER_URL (ravel serve, the CLI) would send wake-ups where this worker "
-            "does not listen; set RAVEL_BROKER_URL to the app's broker URL in every process")
+    return (
+        f"this app's broker is {shown} but RAVEL_BROKER_URL is "
+        f"{signals.mask(settings.broker_url)}: the processes that publish through "
+        "RAVEL_BROKER_URL (ravel serve, the CLI) would send wake-ups where this worker "
+        "does not listen; set RAVEL_BROKER_URL to the app's broker URL in every process"
+    )
 
 
 def _visibility_conflict(celery: Celery, settings: Settings) -> str | None:
@@ -92,10 +94,12 @@ def _visibility_conflict(celery: Celery, settings: Settings) -> str | None:
     needed = redelivery_after(settings)
     if timeout >= needed:
         return None
-    return (f"the Redis visibility_timeout is {timeout} s, less than the {needed} s a step "
-            "may hold its wake-up (4 x (RAVEL_STEP_TIME_LIMIT + 60)): Redis would hand a "
-            "running step to a second worker; set "
-            + _named(celery, "broker_transport_options", f'{{"visibility_timeout": {needed}}}'))
+    return (
+        f"the Redis visibility_timeout is {timeout} s, less than the {needed} s a step "
+        "may hold its wake-up (4 x (RAVEL_STEP_TIME_LIMIT + 60)): Redis would hand a "
+        "running step to a second worker; set "
+        + _named(celery, "broker_transport_options", f'{{"visibility_timeout": {needed}}}')
+    )
 
 
 def conflicts(celery: Celery, settings: Settings | None = None) -> list[str]:
@@ -110,14 +114,18 @@ def conflicts(celery: Celery, settings: Settings | None = None) -> list[str]:
     accepted = {str(c) for c in (conf.accept_content or ())}
     if accepted - _JSON or not accepted:
         others = ", ".join(sorted(accepted - _JSON)) or "nothing"
-        found.append(f"accept_content allows {others}: a worker must accept JSON only, or "
-                     "anyone who can write to the broker runs code in it (pickle); set "
-                     + _named(celery, "accept_content", '["json"]'))
+        found.append(
+            f"accept_content allows {others}: a worker must accept JSON only, or "
+            "anyone who can write to the broker runs code in it (pickle); set "
+            + _named(celery, "accept_content", '["json"]')
+        )
     if conf.worker_prefetch_multiplier != 1:
-        found.append(f"worker_prefetch_multiplier is {conf.worker_prefetch_multiplier}: "
-                     "wake-ups reserved behind a running step wait for it, and a killed "
-                     "worker's come back only after the visibility timeout; set "
-                     + _named(celery, "worker_prefetch_multiplier", "1"))
+        found.append(
+            f"worker_prefetch_multiplier is {conf.worker_prefetch_multiplier}: "
+            "wake-ups reserved behind a running step wait for it, and a killed "
+            "worker's come back only after the visibility timeout; set "
+            + _named(celery, "worker_prefetch_multiplier", "1")
+        )
     for check in (_broker_conflict, _visibility_conflict):
         problem = check(celery, settings)
         if problem:
@@ -130,8 +138,9 @@ def check(celery: Celery, settings: Settings | None = None) -> None:
     found = conflicts(celery, settings)
     if found:
         numbered = "; ".join(f"({i}) {p}" for i, p in enumerate(found, 1))
-        raise ConfigurationError(f"the Celery app {celery.main!r} cannot run Ravel's steps: "
-                                 f"{numbered}")
+        raise ConfigurationError(
+            f"the Celery app {celery.main!r} cannot run Ravel's steps: {numbered}"
+        )
 
 
 def refuse_or_raise(exc: ConfigurationError) -> NoReturn:
@@ -208,9 +217,13 @@ def install(celery: Celery, *, load_now: bool = False) -> Celery:
         # such a message in a log line (the app's own tasks gain that too).
         celery.conf.worker_consumer = _RAVEL_CONSUMER
     elif celery.conf.worker_consumer != _RAVEL_CONSUMER:
-        log.warning("the Celery app %r has its own worker_consumer (%s): a malformed message "
-                    "may stop its workers (Ravel's %s drops it)", celery.main,
-                    celery.conf.worker_consumer, _RAVEL_CONSUMER)
+        log.warning(
+            "the Celery app %r has its own worker_consumer (%s): a malformed message "
+            "may stop its workers (Ravel's %s drops it)",
+            celery.main,
+            celery.conf.worker_consumer,
+            _RAVEL_CONSUMER,
+        )
     signals.connect()
     signals.watch(celery)
     dispatch.set_dispatcher(celery_dispatch.publisher(celery))

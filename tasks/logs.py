@@ -33,8 +33,7 @@ def _install(logger: logging.Logger | None = None, **_: Any) -> None:
 
 
 @signals.task_prerun.connect
-def _bind_task(task_id: str | None = None, task: Any = None, kwargs: Any = None,
-               **_: Any) -> None:
+def _bind_task(task_id: str | None = None, task: Any = None, kwargs: Any = None, **_: Any) -> None:
     name = getattr(task, "name", None)
     if not task_id or not isinstance(name, str) or name == REAP_TASK or "." not in name:
         return
@@ -44,8 +43,13 @@ def _bind_task(task_id: str | None = None, task: Any = None, kwargs: Any = None,
         return
     workflow, step = name.rsplit(".", 1)
     seq = found.get("seq")
-    manager = logs.run_context(run_id=run_id[:64], workflow=workflow, step=step,
-                               seq=seq if isinstance(seq, int) else None, task_id=task_id)
+    manager = logs.run_context(
+        run_id=run_id[:64],
+        workflow=workflow,
+        step=step,
+        seq=seq if isinstance(seq, int) else None,
+        task_id=task_id,
+    )
     manager.__enter__()
     _tokens[task_id] = manager
 

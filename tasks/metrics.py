@@ -24,8 +24,9 @@ def _metric_folder(sender: Any = None, **_: Any) -> None:
     try:
         folder = multiproc.prepare_worker(str(sender or "worker"))
     except OSError as exc:  # metrics are not worth refusing to serve for
-        log.warning("metrics: cannot use a metric folder (%s); this worker's metrics are "
-                    "not exported", exc)
+        log.warning(
+            "metrics: cannot use a metric folder (%s); this worker's metrics are not exported", exc
+        )
         return
     log.info("metrics: this worker's metric files are in %s", folder)
 

@@ -27,8 +27,14 @@ def register_reaper(celery: Celery, settings: Settings) -> None:
 
     # No events: a pass a second would bury the steps in Flower's task list. A pass lost
     # with a killed worker is simply the next one: no late ack.
-    @celery.task(name=REAP_TASK, ignore_result=True, acks_late=False, send_events=False,
-                 serializer="json", shared=False)
+    @celery.task(
+        name=REAP_TASK,
+        ignore_result=True,
+        acks_late=False,
+        send_events=False,
+        serializer="json",
+        shared=False,
+    )
     def reap_task() -> None:
         reap()
 
@@ -41,9 +47,11 @@ def register_reaper(celery: Celery, settings: Settings) -> None:
             "schedule": settings.reaper_interval,
             # A pass that could not run in time is useless later: drop it instead of
             # letting passes pile up while no worker consumes the reaper queue.
-            "options": {"expires": max(5.0, 3 * settings.reaper_interval),
-                        "queue": settings.reaper_queue},
-        }
+            "options": {
+                "expires": max(5.0, 3 * settings.reaper_interval),
+                "queue": settings.reaper_queue,
+            },
+        },
     }
 
 

@@ -68,8 +68,9 @@ def _select_versions_of(queues: Any, settings: Settings) -> None:
     for flow in all_workflows():
         for step in flow.steps:
             if flow.queue_of(step, settings.default_queue) in selected:
-                queues.select_add(task_queue(flow.broker_queue(step, settings.default_queue),
-                                             settings))
+                queues.select_add(
+                    task_queue(flow.broker_queue(step, settings.default_queue), settings)
+                )
 
 
 def _beat_starting(sender: Any = None, **_: Any) -> None:
@@ -97,15 +98,18 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
     broker = str(sender.app.conf.broker_url or "")
     if not broker or broker.startswith(fs_transport.ALIAS):
         broker = settings.broker_url
-    log.info("ravel worker ready: broker %s, database %s", mask(broker),
-             mask(settings.database_url))
+    log.info(
+        "ravel worker ready: broker %s, database %s", mask(broker), mask(settings.database_url)
+    )
     try:
         names = register_workflows()
         log.info("serving workflows: %s", ", ".join(names) or "none (set RAVEL_WORKFLOWS)")
     except Exception as exc:
-        log.error("could not record the workflows in the database (%s); start_run from "
-                  "processes without the workflow code will not find them yet",
-                  " ".join(str(exc).split())[:300])
+        log.error(
+            "could not record the workflows in the database (%s); start_run from "
+            "processes without the workflow code will not find them yet",
+            " ".join(str(exc).split())[:300],
+        )
     _heartbeat = Heartbeat(sender.hostname)
     _heartbeat.beat(starting=True)
     _heartbeat.start()

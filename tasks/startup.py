@@ -58,9 +58,15 @@ def check_database(process: str, wait: float = DATABASE_WAIT_SECONDS) -> None:
     if state.problem:
         _refuse(process, state.problem)
     if state.newer:
-        log.warning("the database at %s is at revision %s, which this version of Ravel does "
-                    "not know (head %s): it was migrated by a newer version; upgrade this "
-                    "%s", state.url, state.current, state.head, process)
+        log.warning(
+            "the database at %s is at revision %s, which this version of Ravel does "
+            "not know (head %s): it was migrated by a newer version; upgrade this "
+            "%s",
+            state.url,
+            state.current,
+            state.head,
+            process,
+        )
     _checked = True
 
 

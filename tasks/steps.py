@@ -62,8 +62,9 @@ def _report(task: Task, run_id: str, outcome: StepOutcome) -> None:
         failed = _failure(run_id, outcome)
         # Raising Retry (instead of calling task.retry) publishes nothing: the engine already
         # scheduled the retry durably. Celery acks the message and sends task-retried.
-        raise Retry(f"retry in {outcome.retry_in:.1f}s: {failed}", exc=failed,
-                    when=outcome.retry_in) from failed
+        raise Retry(
+            f"retry in {outcome.retry_in:.1f}s: {failed}", exc=failed, when=outcome.retry_in
+        ) from failed
     parked = PARKED_EVENTS.get(outcome.status) if outcome.status else None
     if parked is None:
         return
@@ -82,23 +83,39 @@ def _make_step_task(
     # A malformed message is an expected refusal (FAILURE in Flower, no traceback in the log).
     # shared=False: the task belongs to this app only, not to every Celery app of the process
     # (a host project's other apps, or Ravel's own beside a host's).
-    @celery.task(name=f"{flow.name}.{step}", bind=True, queue=queue, throws=(MalformedWakeup,),
-                 shared=False, **options)
+    @celery.task(
+        name=f"{flow.name}.{step}",
+        bind=True,
+        queue=queue,
+        throws=(MalformedWakeup,),
+        shared=False,
+        **options,
+    )
     def run_step(self: Task, run_id: Any = None, seq: Any = None, version: Any = None) -> None:
         # ``version`` is absent from wake-ups published before wake-ups carried it.
         try:
             run_id, seq, version = check_wakeup(run_id, seq, version)
         except MalformedWakeup as exc:
-            log.warning("refused a malformed message for %s (id %s): %s; dropped, nothing ran",
-                        self.name, self.request.id, exc)
+            log.warning(
+                "refused a malformed message for %s (id %s): %s; dropped, nothing ran",
+                self.name,
+                self.request.id,
+                exc,
+            )
             raise
         worker = f"{self.request.hostname}/{os.getpid()}"
-        outcome = execute_step(run_id, seq, step, worker=worker, workflow=flow.name,
-                               version=version)
+        outcome = execute_step(
+            run_id, seq, step, worker=worker, workflow=flow.name, version=version
+        )
         if not outcome.claimed:
-            log.info("run %s: nothing to claim for %s at seq %d (a duplicate or stale wake-up, "
-                     "or the run is parked, finished, unknown or of another workflow version); "
-                     "dropped", run_id, self.name, seq)
+            log.info(
+                "run %s: nothing to claim for %s at seq %d (a duplicate or stale wake-up, "
+                "or the run is parked, finished, unknown or of another workflow version); "
+                "dropped",
+                run_id,
+                self.name,
+                seq,
+            )
         elif outcome.committed:
             _report(self, run_id, outcome)
 

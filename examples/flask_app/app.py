@@ -64,8 +64,11 @@ def identity(req: Request) -> Caller | None:
     if name not in USERS:
         return None
     if req.method not in ("GET", "HEAD") and not _check_csrf(req.headers.get("X-CSRF-Token")):
-        raise ApiError(403, "csrf_failed", "send the page's CSRF token in the X-CSRF-Token "
-                       "header; nothing was changed")
+        raise ApiError(
+            403,
+            "csrf_failed",
+            "send the page's CSRF token in the X-CSRF-Token header; nothing was changed",
+        )
     user = USERS[name]
     return Caller(name, user.role, user.groups)
 
@@ -119,11 +122,16 @@ def create_app() -> Flask:
         amount = request.form.get("amount", "")
         customer = session["user"]
         with store.transaction() as db:  # the request is committed before its run starts
-            refund_id = db.execute("INSERT INTO refunds (customer, amount) VALUES (?, ?)",
-                                   (customer, amount)).lastrowid
+            refund_id = db.execute(
+                "INSERT INTO refunds (customer, amount) VALUES (?, ?)", (customer, amount)
+            ).lastrowid
         assert refund_id is not None
-        run_id = start_run("flask_refund", {"customer": customer, "amount": amount},
-                           idempotency_key=f"flask-refund-{refund_id}", actor=customer)
+        run_id = start_run(
+            "flask_refund",
+            {"customer": customer, "amount": amount},
+            idempotency_key=f"flask-refund-{refund_id}",
+            actor=customer,
+        )
         with store.transaction() as db:
             db.execute("UPDATE refunds SET run_id = ? WHERE id = ?", (run_id, refund_id))
         send_confirmation.delay(refund_id)  # the shop's own task, on the same worker
@@ -142,8 +150,14 @@ def create_app() -> Flask:
         decides_as = None
         if run.wait is not None and run.wait.kind == "approval" and user.role >= Role.APPROVER:
             decides_as = authorize(run.wait.approvers, session["user"], user.groups)
-        return render_template("refund.html", refund=found, run=run.to_json(), api=API,
-                               history=run_history(run.id), decides_as=decides_as)
+        return render_template(
+            "refund.html",
+            refund=found,
+            run=run.to_json(),
+            api=API,
+            history=run_history(run.id),
+            decides_as=decides_as,
+        )
 
     return app
 

@@ -15,8 +15,11 @@ def ask_finance(ctx: StepContext) -> Any:
     """Park until a member of group finance decides."""
     return WaitForApproval(
         prompt=f"Refund {ctx.state['amount']} to {ctx.state['customer']}?",
-        approvers=["group:finance"], timeout=timedelta(days=3), then="settle",
-        data={"action": "refund", "amount": ctx.state["amount"]})
+        approvers=["group:finance"],
+        timeout=timedelta(days=3),
+        then="settle",
+        data={"action": "refund", "amount": ctx.state["amount"]},
+    )
 
 
 @refund.step

@@ -43,6 +43,7 @@ def refund(refund_id: int) -> dict[str, Any] | None:
 def refunds_of(customer: str) -> list[dict[str, Any]]:
     """A customer's refund requests, newest first."""
     with transaction() as db:
-        rows = db.execute("SELECT * FROM refunds WHERE customer = ? ORDER BY id DESC",
-                          (customer,)).fetchall()
+        rows = db.execute(
+            "SELECT * FROM refunds WHERE customer = ? ORDER BY id DESC", (customer,)
+        ).fetchall()
     return [dict(r) for r in rows]

@@ -15,9 +15,9 @@ app = Celery("flask_shop")
 app.conf.update(
     # Ravel's processes publish through RAVEL_BROKER_URL: one broker for everything.
     broker_url=os.environ.get("RAVEL_BROKER_URL", "redis://127.0.0.1:6379/0"),
-    accept_content=["json"],         # Ravel: JSON only
+    accept_content=["json"],  # Ravel: JSON only
     task_serializer="json",
-    worker_prefetch_multiplier=1,    # Ravel: one message reserved at a time
+    worker_prefetch_multiplier=1,  # Ravel: one message reserved at a time
     task_acks_late=True,
     task_ignore_result=True,
     task_default_queue=os.environ.get("FLASK_SHOP_QUEUE", "flask_shop"),

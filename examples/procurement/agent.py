@@ -63,14 +63,22 @@ def get_market_prices(item: str, quantity: int) -> dict[str, Any]:
     """
     found = _api("/vendor/prices?" + urllib.parse.urlencode({"item": item}))
     quotes = sorted(found["quotes"].items(), key=lambda kv: kv[1])
-    return {"item": item, "quantity": quantity,
-            "quotes": [{"vendor": v, "unit_price": p, "total": round(p * quantity, 2)}
-                       for v, p in quotes]}
+    return {
+        "item": item,
+        "quantity": quantity,
+        "quotes": [
+            {"vendor": v, "unit_price": p, "total": round(p * quantity, 2)} for v, p in quotes
+        ],
+    }
 
 
 @tool(effect="idempotent")
 def draft_purchase_order(
-    item: str, quantity: int, vendor: str, unit_price: float, requester: str,
+    item: str,
+    quantity: int,
+    vendor: str,
+    unit_price: float,
+    requester: str,
     idempotency_key: str,
 ) -> dict[str, Any]:
     """Create a draft purchase order in the ERP; returns its PO number.
@@ -82,15 +90,26 @@ def draft_purchase_order(
         unit_price: the vendor's unit price in USD.
         requester: who asked for it.
     """
-    body = {"item": item, "quantity": quantity, "vendor": vendor, "unit_price": unit_price,
-            "requester": requester, "total": round(unit_price * quantity, 2)}
+    body = {
+        "item": item,
+        "quantity": quantity,
+        "vendor": vendor,
+        "unit_price": unit_price,
+        "requester": requester,
+        "total": round(unit_price * quantity, 2),
+    }
     return dict(_api("/erp/drafts", body, key=idempotency_key))
 
 
-@tool(effect="idempotent",
-      approval=Approval(approvers=[FINANCE_DIRECTOR], timeout=timedelta(days=3)))
+@tool(
+    effect="idempotent", approval=Approval(approvers=[FINANCE_DIRECTOR], timeout=timedelta(days=3))
+)
 def submit_purchase_order(
-    po_number: str, vendor: str, item: str, quantity: int, unit_price: float,
+    po_number: str,
+    vendor: str,
+    item: str,
+    quantity: int,
+    unit_price: float,
     idempotency_key: str,
 ) -> dict[str, Any]:
     """Submit an approved purchase order to the vendor; returns the vendor's order number.
@@ -102,8 +121,13 @@ def submit_purchase_order(
         quantity: units to order.
         unit_price: the agreed unit price in USD.
     """
-    body = {"po_number": po_number, "vendor": vendor, "item": item, "quantity": quantity,
-            "unit_price": unit_price}
+    body = {
+        "po_number": po_number,
+        "vendor": vendor,
+        "item": item,
+        "quantity": quantity,
+        "unit_price": unit_price,
+    }
     order = dict(_api("/vendor/orders", body, key=idempotency_key))
     # The demo arms this point to kill the worker right here: the vendor has accepted the
     # order, Ravel has not recorded it yet. The retry must not order twice.
@@ -119,8 +143,7 @@ def update_erp(po_number: str, vendor_order_number: str, idempotency_key: str) -
         po_number: the PO number.
         vendor_order_number: the order number the vendor returned.
     """
-    body = {"po_number": po_number, "vendor_order_number": vendor_order_number,
-            "status": "ordered"}
+    body = {"po_number": po_number, "vendor_order_number": vendor_order_number, "status": "ordered"}
     return dict(_api("/erp/purchase-orders", body, key=idempotency_key))
 
 
@@ -147,8 +170,10 @@ def order_number_stated(ctx: StepContext, answer: str) -> bool | str:
             continue
         if isinstance(result, dict) and "order_number" in result:
             number = str(result["order_number"])
-            return True if number in answer else (
-                f"Your summary must state the vendor's order number {number}."
+            return (
+                True
+                if number in answer
+                else (f"Your summary must state the vendor's order number {number}.")
             )
     return "No order was submitted to a vendor yet; finish the purchase first."
 
@@ -156,8 +181,14 @@ def order_number_stated(ctx: StepContext, answer: str) -> bool | str:
 procurement = Agent(
     "procurement",
     INSTRUCTIONS,
-    tools=[check_inventory, get_market_prices, draft_purchase_order, submit_purchase_order,
-           update_erp, notify_requester],
+    tools=[
+        check_inventory,
+        get_market_prices,
+        draft_purchase_order,
+        submit_purchase_order,
+        update_erp,
+        notify_requester,
+    ],
     verify=order_number_stated,
     budget=Budget(max_tokens=60_000, max_cost_usd=1.0, max_tool_calls=20),
     max_turns=15,
@@ -173,19 +204,45 @@ def post_approval_request(run: RunView) -> None:
     proposal = wait.data or {}
     args = proposal.get("arguments", {})
     fields = "\n".join(f"*{k}*: {json.dumps(v)}" for k, v in args.items())
-    _api("/slack/messages", {
-        "channel": "#finance-approvals",
-        "text": f"Approval needed for run {run.id}: {proposal.get('tool', '?')}",
-        "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": (
-                f"*{run.workflow}* asks to call `{proposal.get('tool', '?')}`:\n{fields}\n"
-                f"Approvers: {', '.join(wait.approvers)}; expires "
-                f"{wait.expires_at:%Y-%m-%d %H:%M} UTC" if wait.expires_at else "")}},
-            {"type": "actions", "elements": [
-                {"type": "button", "action_id": "approve", "style": "primary",
-                 "text": {"type": "plain_text", "text": "Approve"}, "value": wait.id},
-                {"type": "button", "action_id": "reject", "style": "danger",
-                 "text": {"type": "plain_text", "text": "Reject"}, "value": wait.id},
-            ]},
-        ],
-    })
+    _api(
+        "/slack/messages",
+        {
+            "channel": "#finance-approvals",
+            "text": f"Approval needed for run {run.id}: {proposal.get('tool', '?')}",
+            "blocks": [
+                {
+                    "type": "section",
+                    "text": {
+                        "type": "mrkdwn",
+                        "text": (
+                            f"*{run.workflow}* asks to call "
+                            f"`{proposal.get('tool', '?')}`:\n{fields}\n"
+                            f"Approvers: {', '.join(wait.approvers)}; expires "
+                            f"{wait.expires_at:%Y-%m-%d %H:%M} UTC"
+                            if wait.expires_at
+                            else ""
+                        ),
+                    },
+                },
+                {
+                    "type": "actions",
+                    "elements": [
+                        {
+                            "type": "button",
+                            "action_id": "approve",
+                            "style": "primary",
+                            "text": {"type": "plain_text", "text": "Approve"},
+                            "value": wait.id,
+                        },
+                        {
+                            "type": "button",
+                            "action_id": "reject",
+                            "style": "danger",
+                            "text": {"type": "plain_text", "text": "Reject"},
+                            "value": wait.id,
+                        },
+                    ],
+                },
+            ],
+        },
+    )

@@ -28,8 +28,10 @@ from pathlib import Path
 from typing import Any
 
 HOME = Path(os.environ.get("RAVEL_DEMO_HOME", ".ravel/demo")).absolute()
-REQUEST = {"message": "We need five new MacBook Pros for the design team.",
-           "requester": "dana@design"}
+REQUEST = {
+    "message": "We need five new MacBook Pros for the design team.",
+    "requester": "dana@design",
+}
 SCRIPT = Path(__file__).with_name("script.json")
 
 
@@ -97,8 +99,9 @@ def reference_run(scripted: bool) -> int | None:
 
     url = f"sqlite:///{HOME / 'reference.db'}"
     world, llm = LocalWorld().start(), ScriptedLLMServer(_script()).start()
-    os.environ.update(PROCUREMENT_API=world.url, OPENAI_BASE_URL=llm.base_url,
-                      OPENAI_API_KEY="scripted")
+    os.environ.update(
+        PROCUREMENT_API=world.url, OPENAI_BASE_URL=llm.base_url, OPENAI_API_KEY="scripted"
+    )
     _settings_for(url)
     upgrade(url)
     try:
@@ -180,21 +183,24 @@ def main() -> int:
         console.print("\n[bold]Three days pass. The server restarts:[/bold] every worker stops.")
         cluster.stop_all()
         parked = get_run(run_id)
-        console.print(f"  run is [bold]{parked.status}[/bold]; processes running for it: "
-                      f"{sum(p.alive() for p in cluster.procs)}")
+        console.print(
+            f"  run is [bold]{parked.status}[/bold]; processes running for it: "
+            f"{sum(p.alive() for p in cluster.procs)}"
+        )
         console.print("A new worker starts; the finance director clicks Approve.")
         cluster.worker(beat=True)
         approve(run_id, agent.FINANCE_DIRECTOR, {"comment": "Approved for Q4 budget"})
 
         fired = HOME / "faults" / "after_vendor_accepted"
         if _wait(fired.exists, 60, follow.poll):
-            console.print("\n  [bold red]SIGKILL[/bold red]: the worker died right after the "
-                          "vendor accepted the PO, before Ravel recorded it.")
+            console.print(
+                "\n  [bold red]SIGKILL[/bold red]: the worker died right after the "
+                "vendor accepted the PO, before Ravel recorded it."
+            )
             cluster.stop_all()
             console.print("  The whole worker is gone; a new one starts.\n")
             cluster.worker(beat=True)
-        if not _wait(lambda: get_run(run_id).status in ("succeeded", "failed"), 120,
-                     follow.poll):
+        if not _wait(lambda: get_run(run_id).status in ("succeeded", "failed"), 120, follow.poll):
             raise SystemExit(f"the run did not finish\n{cluster.logs_tail()}")
 
         done = get_run(run_id)
@@ -207,25 +213,36 @@ def main() -> int:
         audit = verify_audit(run_id)
         checks = [
             Check("the run succeeded", done.status == "succeeded", str(done.status)),
-            Check("the worker was killed mid-run and the run survived it", fired.exists(),
-                  "SIGKILL after the vendor accepted the PO" if fired.exists() else "no kill"),
-            Check("exactly one PO at the vendor", len(orders) == 1,
-                  f"{len(orders)} order(s) from {world.world.order_posts} POST(s) with the "
-                  "same Idempotency-Key"),
-            Check("the ERP was updated once", len(world.world.erp) == 1,
-                  f"{len(world.world.erp)} PO record(s)"),
+            Check(
+                "the worker was killed mid-run and the run survived it",
+                fired.exists(),
+                "SIGKILL after the vendor accepted the PO" if fired.exists() else "no kill",
+            ),
+            Check(
+                "exactly one PO at the vendor",
+                len(orders) == 1,
+                f"{len(orders)} order(s) from {world.world.order_posts} POST(s) with the "
+                "same Idempotency-Key",
+            ),
+            Check(
+                "the ERP was updated once",
+                len(world.world.erp) == 1,
+                f"{len(world.world.erp)} PO record(s)",
+            ),
             Check("the audit chain verifies", audit.ok, f"{audit.events} events"),
         ]
         if llm is not None and reference_tokens is not None:
             billed = int(llm.stats(run_id)["total_tokens"])
-            checks.append(Check("tokens billed equal an uninterrupted run",
-                                billed == reference_tokens == done.tokens,
-                                f"billed {billed}, journaled {done.tokens}, "
-                                f"uninterrupted {reference_tokens}"))
+            checks.append(
+                Check(
+                    "tokens billed equal an uninterrupted run",
+                    billed == reference_tokens == done.tokens,
+                    f"billed {billed}, journaled {done.tokens}, uninterrupted {reference_tokens}",
+                )
+            )
         ok = print_proof(checks)
         # One line whatever the terminal's width, so that it can be copied.
-        console.print(f"\nAudit it any time: [bold]{_audit_command(run_id)}[/bold]",
-                      soft_wrap=True)
+        console.print(f"\nAudit it any time: [bold]{_audit_command(run_id)}[/bold]", soft_wrap=True)
         return 0 if ok else 1
     finally:
         cluster.stop_all()

@@ -36,16 +36,25 @@ def describe(event: HistoryEvent) -> str | None:
         said = event.data.get("content") or "(no text)"
         return f"[cyan]model[/cyan]: {_short(said, 90)}"
     if event.kind == "tool.called":
-        return (f"[magenta]tool[/magenta] {event.data.get('tool')}"
-                f"({_short(event.data.get('arguments') or '', 60)}) -> "
-                f"{_short(event.data.get('result') or '', 60)}")
+        return (
+            f"[magenta]tool[/magenta] {event.data.get('tool')}"
+            f"({_short(event.data.get('arguments') or '', 60)}) -> "
+            f"{_short(event.data.get('result') or '', 60)}"
+        )
     label = _LABELS.get(event.kind)
     if event.kind == "step.succeeded":
         return None  # the model's and the tools' lines say more
     if label is None:
         return None
-    values: dict[str, Any] = {"step": event.step, "actor": event.actor, "attempt": "?",
-                              "approvers": "", "error": "", "delay": 0.0, **event.data}
+    values: dict[str, Any] = {
+        "step": event.step,
+        "actor": event.actor,
+        "attempt": "?",
+        "approvers": "",
+        "error": "",
+        "delay": 0.0,
+        **event.data,
+    }
     if isinstance(values["approvers"], list):
         values["approvers"] = ", ".join(values["approvers"])
     return label.format(**values)
@@ -60,7 +69,7 @@ class Follower:
 
     def poll(self) -> None:
         events = run_history(self.run_id)
-        for event in events[self.seen:]:
+        for event in events[self.seen :]:
             line = describe(event)
             if line:
                 console.print(f"  [dim]{event.at:%H:%M:%S}[/dim]  {line}")
@@ -78,8 +87,14 @@ def timeline(run_id: str) -> None:
     for col in ("seq", "step", "attempt", "status", "outcome", "worker"):
         steps.add_column(col)
     for s in run_steps(run_id):
-        steps.add_row(str(s.seq), s.step, str(s.attempt), s.status, s.outcome or "",
-                      (s.worker or "-").split("@")[0])
+        steps.add_row(
+            str(s.seq),
+            s.step,
+            str(s.attempt),
+            s.status,
+            s.outcome or "",
+            (s.worker or "-").split("@")[0],
+        )
     console.print(steps)
 
     messages = journal.load_messages(get_db(), run_id)
@@ -90,8 +105,12 @@ def timeline(run_id: str) -> None:
     for m in messages:
         for call in m.get("tool_calls") or []:
             fn = call["function"]
-            tools.add_row(_short(m.get("content") or "", 40), fn["name"],
-                          _short(fn["arguments"], 50), _short(results.get(call["id"], ""), 50))
+            tools.add_row(
+                _short(m.get("content") or "", 40),
+                fn["name"],
+                _short(fn["arguments"], 50),
+                _short(results.get(call["id"], ""), 50),
+            )
     console.print(tools)
 
     llm = Table(title="LLM calls (journaled: never paid twice)", title_justify="left")

@@ -37,8 +37,11 @@ class World:
         """Create a draft PO once per idempotency key; PO numbers are sequential."""
         with self.lock:
             if key not in self.drafts:
-                self.drafts[key] = {"po_number": f"PO-{1001 + len(self.drafts)}",
-                                    "status": "draft", **payload}
+                self.drafts[key] = {
+                    "po_number": f"PO-{1001 + len(self.drafts)}",
+                    "status": "draft",
+                    **payload,
+                }
             return self.drafts[key]
 
     def post_message(self, message: dict[str, Any]) -> None:
@@ -64,8 +67,11 @@ class World:
                     return 409, {"error": "a request with this Idempotency-Key is in progress"}
                 return 200, seen[1]
             self.by_key[key] = (fingerprint, None)
-        order = {"order_number": f"SO-{10400 + len(self.orders) + 1}", "status": "confirmed",
-                 **payload}
+        order = {
+            "order_number": f"SO-{10400 + len(self.orders) + 1}",
+            "status": "confirmed",
+            **payload,
+        }
         with self.lock:
             self.orders.append(order)
             self.by_key[key] = (fingerprint, order)

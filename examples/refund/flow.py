@@ -21,8 +21,12 @@ def check(ctx: StepContext) -> Transition:
     order = ctx.effect("fetch_order", fetch_order, ctx.state["order_id"])  # journaled: runs once
     ctx.state["amount"] = order["amount"]
     if order["amount"] > 100:
-        return WaitForApproval(prompt=f"Refund {order['amount']}?", approvers=["finance"],
-                               timeout=timedelta(days=7), then="refund")
+        return WaitForApproval(
+            prompt=f"Refund {order['amount']}?",
+            approvers=["finance"],
+            timeout=timedelta(days=7),
+            then="refund",
+        )
     return Next("refund")
 
 
@@ -31,6 +35,5 @@ def refund(ctx: StepContext) -> Transition:
     """Pay the refund, with a key the payment service dedupes on."""
     if ctx.wait_result and ctx.wait_result.decision != "approved":
         return Fail("refund not approved")
-    ctx.effect("pay", pay_refund, ctx.state["order_id"],
-               idempotency_key=ctx.idempotency_key("pay"))
+    ctx.effect("pay", pay_refund, ctx.state["order_id"], idempotency_key=ctx.idempotency_key("pay"))
     return Done({"refunded": ctx.state["amount"]})

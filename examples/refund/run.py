@@ -35,21 +35,23 @@ def wait_for(run_id: str, *statuses: str, timeout: float = 60.0) -> RunView:
             raise TimeoutError(
                 f"run {run_id} is still {run.status} (step {run.step}) after {timeout:.0f} s; "
                 "is a worker serving examples.refund.flow running with the same "
-                "RAVEL_DATABASE_URL and RAVEL_BROKER_URL?")
+                "RAVEL_DATABASE_URL and RAVEL_BROKER_URL?"
+            )
         time.sleep(0.2)
     return run
 
 
 def refund(order_id: int, timeout: float) -> RunView:
     """The app's side of the story: start, approve as finance once parked, wait for the end."""
-    run_id = start_run("refund", {"order_id": order_id},
-                       idempotency_key=f"order-{order_id}-refund")
+    run_id = start_run("refund", {"order_id": order_id}, idempotency_key=f"order-{order_id}-refund")
     print(f"run {run_id} started: refund of order {order_id}")
     # A worker runs `check`; an amount over 100 parks the run on finance's approval.
     run = wait_for(run_id, "waiting", *FINAL, timeout=timeout)
     if run.status == "waiting" and run.wait is not None:
-        print(f"parked: {run.wait.prompt} (approvers: {', '.join(run.wait.approvers)}, "
-              f"wait {run.wait.id})")
+        print(
+            f"parked: {run.wait.prompt} (approvers: {', '.join(run.wait.approvers)}, "
+            f"wait {run.wait.id})"
+        )
         # Send the wait that was shown: a screen left open on a wait that was decided or
         # replaced meanwhile gets a refusal instead of deciding another one.
         approve(run_id, "finance", {"note": "ok"}, wait_id=run.wait.id)
@@ -61,8 +63,9 @@ def report(run: RunView, order_id: int) -> None:
     """Print the outcome, what the payment service saw, and the run's audit history."""
     print(f"run {run.id} {run.status}: {run.result if run.error is None else run.error}")
     made, requests = payments(order_id)
-    print(f"payments for order {order_id}: {len(made)} "
-          f"({requests} request(s) to the payment service)")
+    print(
+        f"payments for order {order_id}: {len(made)} ({requests} request(s) to the payment service)"
+    )
     print("history:")
     for event in run_history(run.id):
         at = event.at.strftime("%H:%M:%S.%f")[:-3]
@@ -71,12 +74,19 @@ def report(run: RunView, order_id: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the example; see the module's docstring for the exit codes."""
-    parser = argparse.ArgumentParser(prog="python -m examples.refund.run",
-                                     description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--order", type=int, default=42,
-                        help="order to refund: 42 (250.0, needs approval) or 7 (40.0)")
-    parser.add_argument("--timeout", type=float, default=60.0,
-                        help="seconds to wait for each stage (default: 60)")
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.refund.run",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
+    parser.add_argument(
+        "--order",
+        type=int,
+        default=42,
+        help="order to refund: 42 (250.0, needs approval) or 7 (40.0)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for each stage (default: 60)"
+    )
     args = parser.parse_args(argv)
     try:
         run = refund(args.order, args.timeout)

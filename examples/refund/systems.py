@@ -54,8 +54,9 @@ def _ledger() -> Iterator[dict[str, Any]]:
     with open(path.with_suffix(".lock"), "a") as lock:
         # Worker processes pay concurrently; the lock makes read-modify-write atomic.
         fcntl.flock(lock, fcntl.LOCK_EX)
-        data: dict[str, Any] = (json.loads(path.read_text()) if path.exists()
-                                else {"requests": {}, "payments": []})
+        data: dict[str, Any] = (
+            json.loads(path.read_text()) if path.exists() else {"requests": {}, "payments": []}
+        )
         yield data
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2))
@@ -80,9 +81,12 @@ def pay_refund(order_id: int, idempotency_key: str) -> dict[str, Any]:
         for payment in ledger["payments"]:
             if payment["idempotency_key"] == idempotency_key:
                 return dict(payment)
-        payment = {"payment_id": f"re_{len(ledger['payments']) + 1:04d}",
-                   "order_id": order["order_id"], "amount": order["amount"],
-                   "idempotency_key": idempotency_key}
+        payment = {
+            "payment_id": f"re_{len(ledger['payments']) + 1:04d}",
+            "order_id": order["order_id"],
+            "amount": order["amount"],
+            "idempotency_key": idempotency_key,
+        }
         ledger["payments"].append(payment)
         return dict(payment)
 

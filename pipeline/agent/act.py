@@ -59,12 +59,15 @@ def act(agent: AgentSpec, ctx: StepContext) -> Transition:
         if not isinstance(outcome, str):
             return outcome
         ctx.add_message({"role": "tool", "tool_call_id": call["id"], "content": outcome})
-        ctx.audit("tool.called", {
-            "tool": call["function"]["name"],
-            "call_id": call["id"],
-            "arguments": excerpt(call["function"]["arguments"]),
-            "result": excerpt(outcome),
-        })
+        ctx.audit(
+            "tool.called",
+            {
+                "tool": call["function"]["name"],
+                "call_id": call["id"],
+                "arguments": excerpt(call["function"]["arguments"]),
+                "result": excerpt(outcome),
+            },
+        )
     a.pop("grant", None)
     return Next("reason")
 

@@ -194,15 +194,18 @@ class Agent:
         ctx.add_message(reply.message)
         # The audit log tells a week later what the model decided and why, not only that a
         # step ran: its words (cut), the calls it asked for, what it cost.
-        ctx.audit("llm.replied", {
-            "turn": turn,
-            "model": record["model"],
-            "finish_reason": record["finish_reason"],
-            "tokens": record["usage"]["total_tokens"],
-            "cost_usd": record["cost_usd"],
-            "content": excerpt(record["content"]),
-            "tool_calls": [c["function"]["name"] for c in record["tool_calls"]],
-        })
+        ctx.audit(
+            "llm.replied",
+            {
+                "turn": turn,
+                "model": record["model"],
+                "finish_reason": record["finish_reason"],
+                "tokens": record["usage"]["total_tokens"],
+                "cost_usd": record["cost_usd"],
+                "content": excerpt(record["content"]),
+                "tool_calls": [c["function"]["name"] for c in record["tool_calls"]],
+            },
+        )
         if reply.usable:
             a["repairs"] = 0
             return Next("act") if reply.calls else Next("verify")

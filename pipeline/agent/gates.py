@@ -126,8 +126,7 @@ def not_approved(ctx: StepContext, why: str) -> Fail | None:
     if result.decision == "approved":
         return None
     who = f" by {result.actor}" if result.actor else ""
-    return Fail(f"{why}: the operator wait was {result.decision}{who} "
-                f"({quote(result.data, 300)})")
+    return Fail(f"{why}: the operator wait was {result.decision}{who} ({quote(result.data, 300)})")
 
 
 def approved_data(ctx: StepContext) -> dict[str, Any]:

@@ -34,8 +34,11 @@ class ReplyTooLarge(openai.OpenAIError):
     def __init__(self, size: int | None = None) -> None:
         """Say how large the reply was, when its ``Content-Length`` said so."""
         limit = f"the {MAX_REPLY_BYTES}-byte limit on LLM replies"
-        what = (f"the LLM reply is {size} bytes, over {limit}: it was not read"
-                if size is not None else f"the LLM reply passed {limit}: it was read no further")
+        what = (
+            f"the LLM reply is {size} bytes, over {limit}: it was not read"
+            if size is not None
+            else f"the LLM reply passed {limit}: it was read no further"
+        )
         # No model writes that much: the server or a proxy in between misbehaves.
         super().__init__(f"{what} (check the server or proxy at OPENAI_BASE_URL)")
 

@@ -30,10 +30,17 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 
 @click.group(cls=RavelGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(package_name="ravel", prog_name="ravel")
-@click.option("--database-url", metavar="URL",
-              help="The run store for this invocation (overrides RAVEL_DATABASE_URL).")
-@click.option("--traceback", "show_traceback", is_flag=True,
-              help="Show the full traceback of an error (for bug reports).")
+@click.option(
+    "--database-url",
+    metavar="URL",
+    help="The run store for this invocation (overrides RAVEL_DATABASE_URL).",
+)
+@click.option(
+    "--traceback",
+    "show_traceback",
+    is_flag=True,
+    help="Show the full traceback of an error (for bug reports).",
+)
 def cli(database_url: str | None, show_traceback: bool) -> None:
     """Operate Ravel: watch runs, decide approvals, send events, verify the audit log."""
     if database_url is not None:

@@ -29,8 +29,9 @@ def upgrade(revision: str) -> None:
     if before == after:
         click.echo(f"database at {mask_url(url)} is already at revision {after}")
     else:
-        click.echo(f"database at {mask_url(url)} upgraded from {before or 'empty'} to "
-                   f"revision {after}")
+        click.echo(
+            f"database at {mask_url(url)} upgraded from {before or 'empty'} to revision {after}"
+        )
 
 
 def _current(url: str) -> str | None:
@@ -47,8 +48,9 @@ def current(as_json: bool) -> None:
     url = get_settings().database_url
     now, head = _current(url), migrate.head()
     if as_json:
-        echo_json({"database_url": mask_url(url), "current": now, "head": head,
-                   "up_to_date": now == head})
+        echo_json(
+            {"database_url": mask_url(url), "current": now, "head": head, "up_to_date": now == head}
+        )
         return
     if now is None:
         state = f"not migrated; {MIGRATE_HINT}"
@@ -76,8 +78,11 @@ def verify(run_id: str, as_json: bool) -> None:
     elif result.ok:
         click.echo(f"audit chain of run {result.run_id} verified: {result.events} events")
     else:
-        click.echo(f"error: audit chain of run {result.run_id} is broken at event idx "
-                   f"{result.first_bad_idx}: {result.problem}", err=True)
+        click.echo(
+            f"error: audit chain of run {result.run_id} is broken at event idx "
+            f"{result.first_bad_idx}: {result.problem}",
+            err=True,
+        )
     if not result.ok:
         raise click.exceptions.Exit(1)
 
@@ -94,19 +99,34 @@ def list_workflows(as_json: bool) -> None:
     require_database()
     found = runs.list_workflows(get_db())
     if as_json:
-        echo_json([
-            {"name": w.name, "version": w.version, "start_step": w.start_step,
-             "steps": dict(w.steps), "first_seen_at": w.first_seen_at,
-             "last_seen_at": w.last_seen_at, "served_recently": w.fresh}
-            for w in found
-        ])
+        echo_json(
+            [
+                {
+                    "name": w.name,
+                    "version": w.version,
+                    "start_step": w.start_step,
+                    "steps": dict(w.steps),
+                    "first_seen_at": w.first_seen_at,
+                    "last_seen_at": w.last_seen_at,
+                    "served_recently": w.fresh,
+                }
+                for w in found
+            ]
+        )
         return
     rows = [
-        (w.name, w.version, w.start_step,
-         ", ".join(f"{step} ({queue})" for step, queue in w.steps.items()),
-         when(w.last_seen_at))
+        (
+            w.name,
+            w.version,
+            w.start_step,
+            ", ".join(f"{step} ({queue})" for step, queue in w.steps.items()),
+            when(w.last_seen_at),
+        )
         for w in found
     ]
-    print_table(["name", "version", "start", "steps (queue)", "last seen"], rows,
-                empty="no workflow is registered; start a worker with RAVEL_WORKFLOWS set",
-                no_wrap=("last seen",))
+    print_table(
+        ["name", "version", "start", "steps (queue)", "last seen"],
+        rows,
+        empty="no workflow is registered; start a worker with RAVEL_WORKFLOWS set",
+        no_wrap=("last seen",),
+    )

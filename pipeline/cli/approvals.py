@@ -13,10 +13,14 @@ from pipeline.views import RunView, WaitResult
 
 # Approvals are checked against the wait's approvers: the actor is always explicit here, never
 # taken from the environment or the OS user.
-_approver = click.option("--actor", required=True,
-                         help="The approver deciding (must be one of the wait's approvers).")
-_wait_id = click.option("--wait-id", metavar="ID",
-                        help="Decide only this wait (fails if the run's open wait is another).")
+_approver = click.option(
+    "--actor", required=True, help="The approver deciding (must be one of the wait's approvers)."
+)
+_wait_id = click.option(
+    "--wait-id",
+    metavar="ID",
+    help="Decide only this wait (fails if the run's open wait is another).",
+)
 
 
 @click.group()
@@ -31,26 +35,45 @@ def _pending(workflow: str | None, limit: int) -> list[RunView]:
 
 @approvals.command("list")
 @click.option("--workflow", help="Only runs of this workflow.")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=200, show_default=True,
-              help="Look at most at this many waiting runs, newest first.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10_000),
+    default=200,
+    show_default=True,
+    help="Look at most at this many waiting runs, newest first.",
+)
 @json_option
 def list_approvals(workflow: str | None, limit: int, as_json: bool) -> None:
     """List runs waiting for an approval."""
     require_database()
     found = _pending(workflow, limit)
     if as_json:
-        echo_json([
-            {"run_id": r.id, "workflow": r.workflow, "step": r.step, "wait": r.wait}
-            for r in found
-        ])
+        echo_json(
+            [
+                {"run_id": r.id, "workflow": r.workflow, "step": r.step, "wait": r.wait}
+                for r in found
+            ]
+        )
         return
     rows = []
     for r in found:
         assert r.wait is not None
-        rows.append((r.id, r.workflow, r.wait.prompt, ", ".join(r.wait.approvers),
-                     when(r.wait.expires_at), r.wait.id))
-    print_table(["run", "workflow", "prompt", "approvers", "expires", "wait id"], rows,
-                empty="no run is waiting for an approval", no_wrap=("run", "wait id"))
+        rows.append(
+            (
+                r.id,
+                r.workflow,
+                r.wait.prompt,
+                ", ".join(r.wait.approvers),
+                when(r.wait.expires_at),
+                r.wait.id,
+            )
+        )
+    print_table(
+        ["run", "workflow", "prompt", "approvers", "expires", "wait id"],
+        rows,
+        empty="no run is waiting for an approval",
+        no_wrap=("run", "wait id"),
+    )
 
 
 def _canonical(run_id: str) -> str:
@@ -68,8 +91,12 @@ def _report(run_id: str, result: WaitResult, as_json: bool) -> None:
 @approvals.command()
 @click.argument("run_id", metavar="RUN")
 @_approver
-@click.option("--data", "data_text", metavar="JSON",
-              help='Data for the step after the wait, a JSON object, e.g. \'{"limit": 500}\'.')
+@click.option(
+    "--data",
+    "data_text",
+    metavar="JSON",
+    help="Data for the step after the wait, a JSON object, e.g. '{\"limit\": 500}'.",
+)
 @_wait_id
 @json_option
 def approve(
@@ -103,8 +130,12 @@ def events() -> None:
 @events.command()
 @click.argument("run_id", metavar="RUN")
 @click.argument("name")
-@click.option("--payload", "payload_text", metavar="JSON",
-              help="The event's payload, any JSON value (default: null).")
+@click.option(
+    "--payload",
+    "payload_text",
+    metavar="JSON",
+    help="The event's payload, any JSON value (default: null).",
+)
 @actor_option
 @json_option
 def send(run_id: str, name: str, payload_text: str | None, actor: str, as_json: bool) -> None:
@@ -119,5 +150,6 @@ def send(run_id: str, name: str, payload_text: str | None, actor: str, as_json: 
     if woke:
         click.echo(f"event {name!r} delivered to run {run_id}; the run resumes")
     else:
-        click.echo(f"event {name!r} kept for run {run_id}; it is delivered when the run "
-                   "waits for it")
+        click.echo(
+            f"event {name!r} kept for run {run_id}; it is delivered when the run waits for it"
+        )

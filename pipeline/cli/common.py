@@ -36,8 +36,12 @@ def default_actor() -> str:
 def actor_option(fn: F) -> F:
     """``--actor`` for operator actions, defaulting to ``RAVEL_ACTOR`` or ``cli:<os user>``."""
     return click.option(
-        "--actor", envvar="RAVEL_ACTOR", default=default_actor, show_envvar=True,
-        show_default="cli:<os user>", help="Who does this, for the audit log.",
+        "--actor",
+        envvar="RAVEL_ACTOR",
+        default=default_actor,
+        show_envvar=True,
+        show_default="cli:<os user>",
+        help="Who does this, for the audit log.",
     )(fn)
 
 
@@ -47,15 +51,18 @@ def _reject_constant(name: str) -> Any:
 
 def parse_json(text: str, option: str, *, want_object: bool = False) -> Any:
     """Parse the JSON given to ``option``; a :class:`CliError` (nothing changed) if invalid."""
-    example = '\'{"amount": 42}\''
+    example = "'{\"amount\": 42}'"
     try:
         value = json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:
-        raise CliError(f"{option} is not valid JSON ({exc}); nothing was changed. Pass e.g. "
-                       f"{option} {example}") from None
+        raise CliError(
+            f"{option} is not valid JSON ({exc}); nothing was changed. Pass e.g. {option} {example}"
+        ) from None
     if want_object and not isinstance(value, dict):
-        raise CliError(f"{option} must be a JSON object such as {example}, not "
-                       f"{type(value).__name__}; nothing was changed")
+        raise CliError(
+            f"{option} must be a JSON object such as {example}, not "
+            f"{type(value).__name__}; nothing was changed"
+        )
     return value
 
 
@@ -67,6 +74,8 @@ def require_database() -> None:
     """
     path = sqlite_file(get_settings().database_url)
     if path is not None and not path.exists():
-        raise CliError(f"the database is not migrated: there is no file {path}; "
-                       f"{MIGRATE_HINT} to create it (or point RAVEL_DATABASE_URL / "
-                       "--database-url at an existing database)")
+        raise CliError(
+            f"the database is not migrated: there is no file {path}; "
+            f"{MIGRATE_HINT} to create it (or point RAVEL_DATABASE_URL / "
+            "--database-url at an existing database)"
+        )

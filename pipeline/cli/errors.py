@@ -43,16 +43,20 @@ def describe(exc: Exception) -> str:
     if isinstance(exc, CommandError):
         return f"migration failed: {exc}"
     if isinstance(exc, ArgumentError):
-        return (f"invalid database URL {current_url()}: {exc}; set RAVEL_DATABASE_URL or "
-                "--database-url to e.g. postgresql://user@host/db or sqlite:///path/ravel.db")
+        return (
+            f"invalid database URL {current_url()}: {exc}; set RAVEL_DATABASE_URL or "
+            "--database-url to e.g. postgresql://user@host/db or sqlite:///path/ravel.db"
+        )
     if isinstance(exc, DBAPIError):
         better = translate(exc)
         if better is not None:
             return str(better).replace("RAVEL_DATABASE_URL", "RAVEL_DATABASE_URL or --database-url")
         return f"database error at {current_url()}: {reason(exc)}"
     text = str(exc)
-    return (f"unexpected {type(exc).__name__}{': ' + text if text else ''} "
-            "(rerun with --traceback for details)")
+    return (
+        f"unexpected {type(exc).__name__}{': ' + text if text else ''} "
+        "(rerun with --traceback for details)"
+    )
 
 
 class RavelGroup(click.Group):

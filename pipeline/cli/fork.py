@@ -15,17 +15,35 @@ from pipeline.views import RunView
 
 @click.command()
 @click.argument("run_id", metavar="RUN")
-@click.option("--from-step", "from_step", type=int, required=True, metavar="SEQ",
-              help="The step seq to start at (the seq column of `ravel runs show`).")
+@click.option(
+    "--from-step",
+    "from_step",
+    type=int,
+    required=True,
+    metavar="SEQ",
+    help="The step seq to start at (the seq column of `ravel runs show`).",
+)
 @actor_option
-@click.option("--patch", "patch_text", metavar="JSON",
-              help='Keys to set in the state first, e.g. \'{"vendor": "globex"}\'.')
-@click.option("--patch-file", type=click.File("r"), metavar="PATH",
-              help="Read the state patch (a JSON object) from a file ('-': stdin).")
+@click.option(
+    "--patch",
+    "patch_text",
+    metavar="JSON",
+    help='Keys to set in the state first, e.g. \'{"vendor": "globex"}\'.',
+)
+@click.option(
+    "--patch-file",
+    type=click.File("r"),
+    metavar="PATH",
+    help="Read the state patch (a JSON object) from a file ('-': stdin).",
+)
 @json_option
 def fork(
-    run_id: str, from_step: int, actor: str, patch_text: str | None,
-    patch_file: IO[str] | None, as_json: bool,
+    run_id: str,
+    from_step: int,
+    actor: str,
+    patch_text: str | None,
+    patch_file: IO[str] | None,
+    as_json: bool,
 ) -> None:
     """Start a new run from the checkpoint before step seq SEQ of RUN (any status).
 
@@ -46,8 +64,10 @@ def fork(
         echo_json(run)
         return
     patched = f"; state keys patched: {', '.join(sorted(patch))}" if patch else ""
-    click.echo(f"run {run.id} forked from run {run.forked_from} at step seq {from_step} "
-               f"({run.step}), by {actor}{patched}")
+    click.echo(
+        f"run {run.id} forked from run {run.forked_from} at step seq {from_step} "
+        f"({run.step}), by {actor}{patched}"
+    )
 
 
 def fork_fields(run: RunView) -> list[tuple[str, Any]]:

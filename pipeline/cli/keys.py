@@ -12,8 +12,12 @@ from pipeline.web import keys as api_keys
 from pipeline.web.keys import Role
 
 _file = click.option(
-    "--file", "path", type=click.Path(dir_okay=False, path_type=Path), envvar="RAVEL_API_KEYS_FILE",
-    show_envvar=True, help="The keys file (default: api-keys.toml under RAVEL_HOME).",
+    "--file",
+    "path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="RAVEL_API_KEYS_FILE",
+    show_envvar=True,
+    help="The keys file (default: api-keys.toml under RAVEL_HOME).",
 )
 
 
@@ -28,32 +32,54 @@ def keys() -> None:
 
 @keys.command()
 @click.argument("name")
-@click.option("--role", type=click.Choice([r.label for r in Role]), required=True,
-              help="viewer: read runs; approver: also decide approvals; operator: also start, "
-                   "retry and cancel runs and send events.")
-@click.option("--group", "groups", multiple=True, metavar="GROUP",
-              help="A group the principal belongs to, for approvals naming group:GROUP "
-                   "(repeatable).")
+@click.option(
+    "--role",
+    type=click.Choice([r.label for r in Role]),
+    required=True,
+    help="viewer: read runs; approver: also decide approvals; operator: also start, "
+    "retry and cancel runs and send events.",
+)
+@click.option(
+    "--group",
+    "groups",
+    multiple=True,
+    metavar="GROUP",
+    help="A group the principal belongs to, for approvals naming group:GROUP (repeatable).",
+)
 @click.option("--principal", help="Who the key acts as in the audit log (default: NAME).")
 @_file
 @json_option
 def create(
-    name: str, role: str, groups: tuple[str, ...], principal: str | None, path: Path | None,
+    name: str,
+    role: str,
+    groups: tuple[str, ...],
+    principal: str | None,
+    path: Path | None,
     as_json: bool,
 ) -> None:
     """Create a key; print it once (only its SHA-256 is stored)."""
     where = _path(path)
-    secret, entry = api_keys.create(where, name, principal=principal, roles=[role],
-                                    groups=groups)
+    secret, entry = api_keys.create(where, name, principal=principal, roles=[role], groups=groups)
     if as_json:
-        echo_json({"name": entry.name, "principal": entry.principal, "role": role,
-                   "groups": list(entry.groups), "file": str(where), "key": secret})
+        echo_json(
+            {
+                "name": entry.name,
+                "principal": entry.principal,
+                "role": role,
+                "groups": list(entry.groups),
+                "file": str(where),
+                "key": secret,
+            }
+        )
         return
     # The description on stderr, the key alone on stdout: KEY=$(ravel keys create ...) works.
     groups_text = ", ".join(entry.groups) or "none"
-    click.echo(f"key {entry.name} created in {where}: principal {entry.principal}, role "
-               f"{role}, groups {groups_text}. It is shown only now: store it safely; send it "
-               "as `Authorization: Bearer <key>`.", err=True)
+    click.echo(
+        f"key {entry.name} created in {where}: principal {entry.principal}, role "
+        f"{role}, groups {groups_text}. It is shown only now: store it safely; send it "
+        "as `Authorization: Bearer <key>`.",
+        err=True,
+    )
     click.echo(secret)
 
 
@@ -64,13 +90,27 @@ def list_keys(path: Path | None, as_json: bool) -> None:
     """List the configured keys (names, principals, roles, groups; never the keys)."""
     found = api_keys.load(_path(path)).keys
     if as_json:
-        echo_json([{"name": k.name, "principal": k.principal, "roles": [r.label for r in k.roles],
-                    "groups": list(k.groups)} for k in found])
+        echo_json(
+            [
+                {
+                    "name": k.name,
+                    "principal": k.principal,
+                    "roles": [r.label for r in k.roles],
+                    "groups": list(k.groups),
+                }
+                for k in found
+            ]
+        )
         return
-    rows = [(k.name, k.principal, ", ".join(r.label for r in k.roles), ", ".join(k.groups))
-            for k in found]
-    print_table(["name", "principal", "roles", "groups"], rows,
-                empty=f"no API keys in {_path(path)}; create one with `ravel keys create`")
+    rows = [
+        (k.name, k.principal, ", ".join(r.label for r in k.roles), ", ".join(k.groups))
+        for k in found
+    ]
+    print_table(
+        ["name", "principal", "roles", "groups"],
+        rows,
+        empty=f"no API keys in {_path(path)}; create one with `ravel keys create`",
+    )
 
 
 @keys.command()

@@ -14,11 +14,20 @@ def metrics() -> None:
 
 @metrics.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=9808, show_default=True,
-              help="Port to listen on (0: any free port, printed once listening).")
-@click.option("--no-database", "no_database", is_flag=True,
-              help="Leave out the metrics read from the database (when another exporter "
-                   "already exposes them).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=9808,
+    show_default=True,
+    help="Port to listen on (0: any free port, printed once listening).",
+)
+@click.option(
+    "--no-database",
+    "no_database",
+    is_flag=True,
+    help="Leave out the metrics read from the database (when another exporter "
+    "already exposes them).",
+)
 def serve(host: str, port: int, no_database: bool) -> None:
     """Serve /metrics: the metric files of the workers on this host (RAVEL_METRICS_DIR) and
     the run counts read from the database at each scrape. Stops on SIGTERM or Ctrl-C."""

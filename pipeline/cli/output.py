@@ -46,8 +46,7 @@ def when(value: datetime | None, *, millis: bool = False) -> str:
     """A timestamp as UTC text, ``-`` for None."""
     if value is None:
         return "-"
-    text = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f" if millis else
-                                          "%Y-%m-%d %H:%M:%S")
+    text = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f" if millis else "%Y-%m-%d %H:%M:%S")
     return text[:-3] if millis else text
 
 
@@ -78,8 +77,11 @@ def console() -> Console:
 
 
 def table(
-    title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]],
-    *, no_wrap: Sequence[str] = (),
+    title: str | None,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    no_wrap: Sequence[str] = (),
 ) -> Table:
     """A rich table; columns named in ``no_wrap`` never wrap (ids, timestamps)."""
     result = Table(title=title, title_justify="left", header_style="bold")
@@ -91,8 +93,12 @@ def table(
 
 
 def print_table(
-    columns: Sequence[str], rows: Sequence[Sequence[Any]], *, empty: str,
-    title: str | None = None, no_wrap: Sequence[str] = (),
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    empty: str,
+    title: str | None = None,
+    no_wrap: Sequence[str] = (),
 ) -> None:
     """Print a table, or the ``empty`` sentence when there are no rows."""
     if not rows:

@@ -31,11 +31,17 @@ def runs() -> None:
 
 
 @runs.command("list")
-@click.option("--status", type=click.Choice([s.value for s in RunStatus]),
-              help="Only runs in this status.")
+@click.option(
+    "--status", type=click.Choice([s.value for s in RunStatus]), help="Only runs in this status."
+)
 @click.option("--workflow", help="Only runs of this workflow.")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True,
-              help="At most this many runs, newest first.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10_000),
+    default=50,
+    show_default=True,
+    help="At most this many runs, newest first.",
+)
 @json_option
 def list_runs(status: str | None, workflow: str | None, limit: int, as_json: bool) -> None:
     """List runs, newest first."""
@@ -45,12 +51,24 @@ def list_runs(status: str | None, workflow: str | None, limit: int, as_json: boo
         echo_json(found)
         return
     rows = [
-        (r.id, r.workflow, status_text(r.status), r.step, r.attempt, r.tokens,
-         money(r.cost_usd), when(r.updated_at))
+        (
+            r.id,
+            r.workflow,
+            status_text(r.status),
+            r.step,
+            r.attempt,
+            r.tokens,
+            money(r.cost_usd),
+            when(r.updated_at),
+        )
         for r in found
     ]
-    print_table(["id", "workflow", "status", "step", "attempt", "tokens", "cost", "updated"],
-                rows, empty="no runs found", no_wrap=("id", "updated"))
+    print_table(
+        ["id", "workflow", "status", "step", "attempt", "tokens", "cost", "updated"],
+        rows,
+        empty="no runs found",
+        no_wrap=("id", "updated"),
+    )
 
 
 def _wait_fields(run: RunView) -> list[tuple[str, Any]]:
@@ -62,8 +80,11 @@ def _wait_fields(run: RunView) -> list[tuple[str, Any]]:
         fields += [("  prompt", wait.prompt), ("  approvers", ", ".join(wait.approvers) or "-")]
     else:
         fields.append(("  event", wait.name))
-    fields += [("  then", wait.then), ("  since", when(wait.created_at)),
-               ("  expires", when(wait.expires_at))]
+    fields += [
+        ("  then", wait.then),
+        ("  since", when(wait.created_at)),
+        ("  expires", when(wait.expires_at)),
+    ]
     if wait.data:
         fields.append(("  data", compact(wait.data)))
     return fields
@@ -77,8 +98,13 @@ def _waiting_for(run: RunView) -> list[tuple[str, Any]]:
     if found is not None and found.fresh:
         return []  # queued for a worker that serves it
     seen = f"last seen {when(found.last_seen_at)}" if found is not None else "never seen"
-    return [("note", f"waiting for a worker: no worker serves {run.workflow} "
-                     f"v{run.workflow_version} ({seen})")]
+    return [
+        (
+            "note",
+            f"waiting for a worker: no worker serves {run.workflow} "
+            f"v{run.workflow_version} ({seen})",
+        )
+    ]
 
 
 #: one row of the steps table: an attempt with its number, or an operator's retry
@@ -151,15 +177,41 @@ def _show_text(run: RunView, rows: list[Row]) -> None:
     cells: list[tuple[Any, ...]] = []
     for row in rows:
         if isinstance(row, HistoryEvent):
-            cells.append((None, None, row.step, f"retried by {row.actor}", None, None, None,
-                          when(row.at), None))
+            cells.append(
+                (
+                    None,
+                    None,
+                    row.step,
+                    f"retried by {row.actor}",
+                    None,
+                    None,
+                    None,
+                    when(row.at),
+                    None,
+                )
+            )
             continue
         s, attempt = row
-        cells.append((s.seq, attempt, s.step, s.status, s.outcome, s.worker, when(s.started_at),
-                      when(s.finished_at), s.error))
-    print_table(["seq", "attempt", "step", "status", "outcome", "worker", "started",
-                 "finished", "error"], cells, title="steps", empty="no step has run yet",
-                no_wrap=("started", "finished"))
+        cells.append(
+            (
+                s.seq,
+                attempt,
+                s.step,
+                s.status,
+                s.outcome,
+                s.worker,
+                when(s.started_at),
+                when(s.finished_at),
+                s.error,
+            )
+        )
+    print_table(
+        ["seq", "attempt", "step", "status", "outcome", "worker", "started", "finished", "error"],
+        cells,
+        title="steps",
+        empty="no step has run yet",
+        no_wrap=("started", "finished"),
+    )
 
 
 @runs.command()
@@ -188,19 +240,32 @@ def history(run_id: str, as_json: bool) -> None:
     if as_json:
         echo_json(events)
         return
-    rows = [(e.idx, when(e.at, millis=True), e.kind, e.actor, e.step, compact(e.data))
-            for e in events]
-    print_table(["idx", "at", "kind", "actor", "step", "data"], rows,
-                empty="no audit events", no_wrap=("at", "kind"))
+    rows = [
+        (e.idx, when(e.at, millis=True), e.kind, e.actor, e.step, compact(e.data)) for e in events
+    ]
+    print_table(
+        ["idx", "at", "kind", "actor", "step", "data"],
+        rows,
+        empty="no audit events",
+        no_wrap=("at", "kind"),
+    )
 
 
 @runs.command()
 @click.argument("run_id", metavar="RUN")
 @actor_option
-@click.option("--patch", "patch_text", metavar="JSON",
-              help='Keys to set in the run\'s state first, e.g. \'{"limit": 500}\'.')
-@click.option("--patch-file", type=click.File("r"), metavar="PATH",
-              help="Read the state patch (a JSON object) from a file ('-': stdin).")
+@click.option(
+    "--patch",
+    "patch_text",
+    metavar="JSON",
+    help="Keys to set in the run's state first, e.g. '{\"limit\": 500}'.",
+)
+@click.option(
+    "--patch-file",
+    type=click.File("r"),
+    metavar="PATH",
+    help="Read the state patch (a JSON object) from a file ('-': stdin).",
+)
 @json_option
 def retry(
     run_id: str, actor: str, patch_text: str | None, patch_file: IO[str] | None, as_json: bool
@@ -219,15 +284,18 @@ def retry(
         echo_json(run)
         return
     patched = f"; state keys patched: {', '.join(sorted(patch))}" if patch else ""
-    click.echo(f"run {run.id} will retry step {run.step} (attempt {run.attempt + 1} after the "
-               f"retry), retried by {actor}{patched}")
+    click.echo(
+        f"run {run.id} will retry step {run.step} (attempt {run.attempt + 1} after the "
+        f"retry), retried by {actor}{patched}"
+    )
 
 
 @runs.command()
 @click.argument("run_id", metavar="RUN")
 @actor_option
-@click.option("--reason", default="cancelled by operator", show_default=True,
-              help="Why, for the audit log.")
+@click.option(
+    "--reason", default="cancelled by operator", show_default=True, help="Why, for the audit log."
+)
 @json_option
 def cancel(run_id: str, actor: str, reason: str, as_json: bool) -> None:
     """Cancel a live run (its open wait is closed, a running step's commit is discarded)."""

@@ -52,9 +52,14 @@ def _access_log(app: Flask) -> None:
     def _log(response: Response) -> Response:
         took = (time.perf_counter() - g.get("ravel_started", time.perf_counter())) * 1000
         run_id = (request.view_args or {}).get("run_id")
-        access.info("%s %s %s %.1fms", request.method, request.full_path.rstrip("?"),
-                    response.status_code, took,
-                    extra=run_fields(run_id) if isinstance(run_id, str) else None)
+        access.info(
+            "%s %s %s %.1fms",
+            request.method,
+            request.full_path.rstrip("?"),
+            response.status_code,
+            took,
+            extra=run_fields(run_id) if isinstance(run_id, str) else None,
+        )
         return response
 
 
@@ -70,28 +75,69 @@ def _configure_logging(level: str) -> None:
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Interface to listen on (0.0.0.0: every interface).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to listen on (0.0.0.0: every interface).",
+)
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
-@click.option("--threads", type=click.IntRange(1, 1000), default=8, show_default=True,
-              help="Requests served at once.")
-@click.option("--timeout", type=click.IntRange(1, 3600), default=60, show_default=True,
-              help="Seconds an idle or stalled connection is kept open.")
-@click.option("--connection-limit", type=click.IntRange(1, 100_000), default=100,
-              show_default=True, help="Open connections at most; more wait in the backlog.")
-@click.option("--url-prefix", default="", metavar="PATH",
-              help="Serve the API under this path, e.g. /api (default: at the root).")
-@click.option("--keys-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="The API keys file (default: RAVEL_API_KEYS_FILE, else api-keys.toml "
-                   "under RAVEL_HOME).")
-@click.option("--max-body-bytes", type=click.IntRange(1024, SERVER_BODY_CAP),
-              envvar="RAVEL_API_MAX_BODY_BYTES", show_envvar=True,
-              help="Largest request body (default: 1 MiB or 4 x RAVEL_MAX_INPUT_BYTES).")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-              default="info", show_default=True, help="info logs one line per request.")
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 1000),
+    default=8,
+    show_default=True,
+    help="Requests served at once.",
+)
+@click.option(
+    "--timeout",
+    type=click.IntRange(1, 3600),
+    default=60,
+    show_default=True,
+    help="Seconds an idle or stalled connection is kept open.",
+)
+@click.option(
+    "--connection-limit",
+    type=click.IntRange(1, 100_000),
+    default=100,
+    show_default=True,
+    help="Open connections at most; more wait in the backlog.",
+)
+@click.option(
+    "--url-prefix",
+    default="",
+    metavar="PATH",
+    help="Serve the API under this path, e.g. /api (default: at the root).",
+)
+@click.option(
+    "--keys-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The API keys file (default: RAVEL_API_KEYS_FILE, else api-keys.toml under RAVEL_HOME).",
+)
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(1024, SERVER_BODY_CAP),
+    envvar="RAVEL_API_MAX_BODY_BYTES",
+    show_envvar=True,
+    help="Largest request body (default: 1 MiB or 4 x RAVEL_MAX_INPUT_BYTES).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    help="info logs one line per request.",
+)
 def serve(
-    host: str, port: int, threads: int, timeout: int, connection_limit: int, url_prefix: str,
-    keys_file: Path | None, max_body_bytes: int | None, log_level: str,
+    host: str,
+    port: int,
+    threads: int,
+    timeout: int,
+    connection_limit: int,
+    url_prefix: str,
+    keys_file: Path | None,
+    max_body_bytes: int | None,
+    log_level: str,
 ) -> None:
     """Serve the HTTP API (routes in the README and at /openapi.json) with waitress."""
     import waitress  # only this command needs the server
@@ -112,15 +158,31 @@ def serve(
     app = create_app(url_prefix, config)
     _access_log(app)
     base = f"http://{host}:{port}{url_prefix.rstrip('/')}"
-    log.info("ravel serve %s (OpenAPI: %s/openapi.json), pid %s, %d threads, database %s, "
-             "%d API key(s) from %s", base, base, os.getpid(), threads, database,
-             count, path)
+    log.info(
+        "ravel serve %s (OpenAPI: %s/openapi.json), pid %s, %d threads, database %s, "
+        "%d API key(s) from %s",
+        base,
+        base,
+        os.getpid(),
+        threads,
+        database,
+        count,
+        path,
+    )
     if not count:
-        log.warning("no API keys in %s: every request except openapi.json answers 401; create "
-                    "one with `ravel keys create NAME --role viewer`", path)
+        log.warning(
+            "no API keys in %s: every request except openapi.json answers 401; create "
+            "one with `ravel keys create NAME --role viewer`",
+            path,
+        )
     waitress.serve(
-        app, host=host, port=port, threads=threads, channel_timeout=timeout,
-        connection_limit=connection_limit, ident="ravel",
+        app,
+        host=host,
+        port=port,
+        threads=threads,
+        channel_timeout=timeout,
+        connection_limit=connection_limit,
+        ident="ravel",
         max_request_body_size=max(SERVER_BODY_CAP, 4 * (max_body_bytes or MIN_BODY_BYTES)),
         clear_untrusted_proxy_headers=True,
     )

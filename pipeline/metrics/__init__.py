@@ -38,5 +38,4 @@ def wsgi_app(*, database: bool = True) -> WsgiApp:
     return build(database=database)
 
 
-__all__ = ["lease_takeover", "llm_call", "llm_usage", "reaper_pass", "step_finished",
-           "wsgi_app"]
+__all__ = ["lease_takeover", "llm_call", "llm_usage", "reaper_pass", "step_finished", "wsgi_app"]

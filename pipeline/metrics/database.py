@@ -25,8 +25,9 @@ class DatabaseCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """Read the database and yield the metric families."""
-        up = GaugeMetricFamily("ravel_database_up",
-                               "1 if the run store could be read for this scrape, else 0.")
+        up = GaugeMetricFamily(
+            "ravel_database_up", "1 if the run store could be read for this scrape, else 0."
+        )
         try:
             snap = stats.snapshot(get_db())
         except Exception as exc:
@@ -44,8 +45,9 @@ class DatabaseCollector(Collector):
 
 
 def _runs(snap: stats.Snapshot) -> Iterator[Metric]:
-    runs = GaugeMetricFamily("ravel_runs", "Runs by workflow and status, as stored now.",
-                             labels=["workflow", "status"])
+    runs = GaugeMetricFamily(
+        "ravel_runs", "Runs by workflow and status, as stored now.", labels=["workflow", "status"]
+    )
     counts = {(w, s): n for w, s, n in snap.runs}
     # Every status of every workflow seen, zeros included, so a series never vanishes.
     for workflow in sorted({w for w, _ in counts}):
@@ -55,11 +57,14 @@ def _runs(snap: stats.Snapshot) -> Iterator[Metric]:
 
 
 def _parked(snap: stats.Snapshot) -> Iterator[Metric]:
-    parked = GaugeMetricFamily("ravel_runs_parked", "Runs parked on an open wait, by kind.",
-                               labels=["workflow", "kind"])
-    oldest = GaugeMetricFamily("ravel_runs_parked_oldest_seconds",
-                               "How long the oldest open wait of the workflow has been open.",
-                               labels=["workflow"])
+    parked = GaugeMetricFamily(
+        "ravel_runs_parked", "Runs parked on an open wait, by kind.", labels=["workflow", "kind"]
+    )
+    oldest = GaugeMetricFamily(
+        "ravel_runs_parked_oldest_seconds",
+        "How long the oldest open wait of the workflow has been open.",
+        labels=["workflow"],
+    )
     ages: dict[str, float] = {}
     for workflow, kind, count, since in snap.parked:
         parked.add_metric([workflow, kind], count)
@@ -76,11 +81,13 @@ def _overdue(snap: stats.Snapshot) -> Iterator[Metric]:
         "ravel_runs_overdue",
         "Runs past a due time: pending (runnable, not yet claimed), wake (a sleep or retry "
         "backoff ended), lease (a running lease expired), wait_expiry (an open wait's deadline).",
-        labels=["due"])
+        labels=["due"],
+    )
     oldest = GaugeMetricFamily(
         "ravel_runs_overdue_seconds",
         "How far past its due time the most overdue run is (0: none).",
-        labels=["due"])
+        labels=["due"],
+    )
     for due, found in snap.overdue.items():
         count.add_metric([due], found.count)
         late = (snap.now - found.oldest_due).total_seconds() if found.oldest_due else 0.0
@@ -92,8 +99,9 @@ def _overdue(snap: stats.Snapshot) -> Iterator[Metric]:
 def _reaper(snap: stats.Snapshot) -> Iterator[Metric]:
     if snap.reaper_last_pass is None:
         return  # no reaper ever ran: absent, which the alert rule checks for
-    age = GaugeMetricFamily("ravel_reaper_last_pass_age_seconds",
-                            "Seconds since the latest pass of any reaper.")
+    age = GaugeMetricFamily(
+        "ravel_reaper_last_pass_age_seconds", "Seconds since the latest pass of any reaper."
+    )
     age.add_metric([], max(0.0, (snap.now - snap.reaper_last_pass).total_seconds()))
     yield age
 
@@ -103,7 +111,8 @@ def _approvals(snap: stats.Snapshot) -> Iterator[Metric]:
         "ravel_approvals_decided",
         "Approval waits decided, by decision (approved, rejected, expired, cancelled); "
         "counted from the stored waits.",
-        labels=["workflow", "decision"])
+        labels=["workflow", "decision"],
+    )
     for workflow, decision, count in snap.approvals:
         decided.add_metric([workflow, decision], count)
     yield decided

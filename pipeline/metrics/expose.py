@@ -84,8 +84,9 @@ def wsgi_app(*, database: bool = True) -> WsgiApp:
     return app
 
 
-def serve(host: str, port: int, *, database: bool = True,
-          ready: Callable[[int], None] | None = None) -> None:
+def serve(
+    host: str, port: int, *, database: bool = True, ready: Callable[[int], None] | None = None
+) -> None:
     """Serve the exposition on ``http://host:port/metrics`` until SIGTERM or SIGINT.
 
     Args:
@@ -94,11 +95,9 @@ def serve(host: str, port: int, *, database: bool = True,
         database: include the database-derived metrics.
         ready: called with the port once listening.
     """
-    server, thread = start_http_server(port, addr=host,
-                                       registry=build_registry(database=database))
+    server, thread = start_http_server(port, addr=host, registry=build_registry(database=database))
     stop = threading.Event()
-    previous = {s: signal.signal(s, lambda *_: stop.set())
-                for s in (signal.SIGTERM, signal.SIGINT)}
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         if ready is not None:
             ready(int(server.server_address[1]))

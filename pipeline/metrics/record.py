@@ -58,33 +58,57 @@ def instruments() -> Instruments:
             "Step attempts from claim to commit, by outcome (next, done, fail, sleep, wait, "
             "retry; lost: the lease was lost before the commit; fenced: cancelled or taken "
             "over during the step).",
-            step, buckets=STEP_BUCKETS, registry=reg),
+            step,
+            buckets=STEP_BUCKETS,
+            registry=reg,
+        ),
         step_attempts=Counter(
-            "ravel_step_attempts", "Step attempts claimed and finished, by outcome.",
-            step, registry=reg),
+            "ravel_step_attempts",
+            "Step attempts claimed and finished, by outcome.",
+            step,
+            registry=reg,
+        ),
         step_retries=Counter(
-            "ravel_step_retries", "Failed step attempts that scheduled a retry.",
-            ("workflow", "step"), registry=reg),
+            "ravel_step_retries",
+            "Failed step attempts that scheduled a retry.",
+            ("workflow", "step"),
+            registry=reg,
+        ),
         lease_takeovers=Counter(
             "ravel_lease_takeovers",
             "Claims of a run whose running lease had expired (its worker died or froze).",
-            ("workflow", "step"), registry=reg),
+            ("workflow", "step"),
+            registry=reg,
+        ),
         reaper_passes=Counter("ravel_reaper_passes", "Reaper passes run.", registry=reg),
         reaper_actions=Counter(
             "ravel_reaper_actions",
             "What reaper passes did: sleeping runs woken, waits expired, wake-ups re-published.",
-            ("action",), registry=reg),
+            ("action",),
+            registry=reg,
+        ),
         reaper_errors=Counter(
-            "ravel_reaper_errors", "Rows or sweeps a reaper pass had to skip.", registry=reg),
+            "ravel_reaper_errors", "Rows or sweeps a reaper pass had to skip.", registry=reg
+        ),
         llm_duration=Histogram(
-            "ravel_llm_call_duration_seconds", "LLM calls made (not replayed from the journal).",
-            ("workflow", "model", "outcome"), buckets=LLM_BUCKETS, registry=reg),
+            "ravel_llm_call_duration_seconds",
+            "LLM calls made (not replayed from the journal).",
+            ("workflow", "model", "outcome"),
+            buckets=LLM_BUCKETS,
+            registry=reg,
+        ),
         llm_tokens=Counter(
-            "ravel_llm_tokens", "Tokens billed by LLM calls made, by the model that answered.",
-            ("workflow", "model"), registry=reg),
+            "ravel_llm_tokens",
+            "Tokens billed by LLM calls made, by the model that answered.",
+            ("workflow", "model"),
+            registry=reg,
+        ),
         llm_cost=Counter(
-            "ravel_llm_cost_usd", "Cost in USD of LLM calls made, from the price table.",
-            ("workflow", "model"), registry=reg),
+            "ravel_llm_cost_usd",
+            "Cost in USD of LLM calls made, from the price table.",
+            ("workflow", "model"),
+            registry=reg,
+        ),
     )
 
 

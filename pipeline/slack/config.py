@@ -20,8 +20,9 @@ def _seconds(name: str, default: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} is not a number of seconds; set e.g. "
-                                 f"{default:g}") from None
+        raise ConfigurationError(
+            f"{name}={raw!r} is not a number of seconds; set e.g. {default:g}"
+        ) from None
     if not 0 < value < 3600:
         raise ConfigurationError(f"{name}={raw!r} must be between 0 and 3600 seconds")
     return value
@@ -71,9 +72,11 @@ class SlackSettings:
     def check(self) -> None:
         """Refuse a half configuration: a bot token without a channel."""
         if self.bot_token and not self.channel:
-            raise ConfigurationError("SLACK_BOT_TOKEN is set but RAVEL_SLACK_CHANNEL is not; "
-                                     "set it to the id of the channel approvals go to "
-                                     "(e.g. C0123ABCD), or unset SLACK_BOT_TOKEN")
+            raise ConfigurationError(
+                "SLACK_BOT_TOKEN is set but RAVEL_SLACK_CHANNEL is not; "
+                "set it to the id of the channel approvals go to "
+                "(e.g. C0123ABCD), or unset SLACK_BOT_TOKEN"
+            )
 
 
 def slack_settings() -> SlackSettings:
@@ -84,8 +87,10 @@ def slack_settings() -> SlackSettings:
     public_url = env.get("RAVEL_PUBLIC_URL", "").strip().rstrip("/")
     run_url = env.get("RAVEL_RUN_URL", "").strip()
     if run_url and "{run_id}" not in run_url:
-        raise ConfigurationError(f"RAVEL_RUN_URL={run_url!r} must contain {{run_id}}, e.g. "
-                                 "https://app.example.com/runs/{run_id}")
+        raise ConfigurationError(
+            f"RAVEL_RUN_URL={run_url!r} must contain {{run_id}}, e.g. "
+            "https://app.example.com/runs/{run_id}"
+        )
     return SlackSettings(
         bot_token=env.get("SLACK_BOT_TOKEN", "").strip() or None,
         channel=env.get("RAVEL_SLACK_CHANNEL", "").strip() or None,
@@ -93,8 +98,7 @@ def slack_settings() -> SlackSettings:
         api_url=env.get("RAVEL_SLACK_API_URL", "").strip() or SLACK_API_URL,
         public_url=public_url or None,
         run_url=run_url or None,
-        users_file=(Path(users_file) if users_file
-                    else get_settings().home / "slack-users.toml"),
+        users_file=(Path(users_file) if users_file else get_settings().home / "slack-users.toml"),
         timeout=_seconds("RAVEL_SLACK_TIMEOUT", 10.0),
     )
 

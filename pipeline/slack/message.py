@@ -59,8 +59,12 @@ def _proposal(wait: WaitView) -> Blocks:
         return []
     if isinstance(data.get("tool"), str) and "arguments" in data:
         # An agent's tool approval: the call the model proposes, as data.
-        return [_section(f"*Proposed call:* `{escape(_cut(data['tool'], 200))}` with "
-                         f"arguments\n{_code(data['arguments'])}")]
+        return [
+            _section(
+                f"*Proposed call:* `{escape(_cut(data['tool'], 200))}` with "
+                f"arguments\n{_code(data['arguments'])}"
+            )
+        ]
     return [_section(f"*Details:*\n{_code(data)}")]
 
 
@@ -74,18 +78,23 @@ def _question(run: RunView, wait: WaitView, asked_by: str | None, run_link: str 
         f"*Approvers:*\n{escape(', '.join(wait.approvers) or 'nobody')}",
     ]
     return [
-        {"type": "header",
-         "text": {"type": "plain_text", "text": _cut(f"Approval needed: {run.workflow}", _HEADER)}},
+        {
+            "type": "header",
+            "text": {
+                "type": "plain_text",
+                "text": _cut(f"Approval needed: {run.workflow}", _HEADER),
+            },
+        },
         _section(escape(wait.prompt or "(no prompt)")),
         *_proposal(wait),
-        {"type": "section",
-         "fields": [{"type": "mrkdwn", "text": _cut(f, 1900)} for f in fields]},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": _cut(f, 1900)} for f in fields]},
     ]
 
 
 def _fallback(run: RunView, wait: WaitView) -> str:
-    return _cut(f"Approval needed for run {run.id} ({run.workflow}): {wait.prompt or ''}",
-                _FALLBACK)
+    return _cut(
+        f"Approval needed for run {run.id} ({run.workflow}): {wait.prompt or ''}", _FALLBACK
+    )
 
 
 def approval_message(
@@ -98,21 +107,31 @@ def approval_message(
     """
 
     def button(label: str, action: str, style: str) -> dict[str, Any]:
-        return {"type": "button", "action_id": action, "style": style, "value": wait.id,
-                "text": {"type": "plain_text", "text": label}}
+        return {
+            "type": "button",
+            "action_id": action,
+            "style": style,
+            "value": wait.id,
+            "text": {"type": "plain_text", "text": label},
+        }
 
-    actions = {"type": "actions", "block_id": ACTIONS_BLOCK, "elements": [
-        button("Approve", APPROVE, "primary"), button("Reject", REJECT, "danger")]}
+    actions = {
+        "type": "actions",
+        "block_id": ACTIONS_BLOCK,
+        "elements": [button("Approve", APPROVE, "primary"), button("Reject", REJECT, "danger")],
+    }
     return _fallback(run, wait), [*_question(run, wait, asked_by, run_link), actions]
 
 
 def outcome_message(original: Any, outcome: str) -> tuple[str, Blocks]:
     """The message once decided or refused: the blocks Slack sent back with the click (the
     question as posted) without the buttons, and ``outcome`` (plain text, escaped here)."""
-    kept = [b for b in original if isinstance(b, dict) and b.get("type") != "actions"] if (
-        isinstance(original, list)) else []
+    kept = (
+        [b for b in original if isinstance(b, dict) and b.get("type") != "actions"]
+        if (isinstance(original, list))
+        else []
+    )
     return _cut(outcome, _FALLBACK), [*kept, _section(escape(outcome))]
 
 
-__all__ = ["ACTIONS_BLOCK", "APPROVE", "REJECT", "approval_message", "escape",
-           "outcome_message"]
+__all__ = ["ACTIONS_BLOCK", "APPROVE", "REJECT", "approval_message", "escape", "outcome_message"]

@@ -44,8 +44,12 @@ RETRY_BASE_SECONDS = 2.0
 def web_client(settings: SlackSettings) -> WebClient:
     """slack_sdk's client for ``settings`` (its own retries off: the outbox retries, so a
     post is never repeated behind the outbox's back)."""
-    return WebClient(token=settings.bot_token, base_url=settings.api_url,
-                     timeout=max(1, round(settings.timeout)), retry_handlers=[])
+    return WebClient(
+        token=settings.bot_token,
+        base_url=settings.api_url,
+        timeout=max(1, round(settings.timeout)),
+        retry_handlers=[],
+    )
 
 
 class Postman:
@@ -61,8 +65,13 @@ class Postman:
     """
 
     def __init__(
-        self, settings: SlackSettings | None = None, *, client: WebClient | None = None,
-        retry_base: float | None = None, max_attempts: int = 8, lease: float = 60.0,
+        self,
+        settings: SlackSettings | None = None,
+        *,
+        client: WebClient | None = None,
+        retry_base: float | None = None,
+        max_attempts: int = 8,
+        lease: float = 60.0,
     ) -> None:
         """Prepare to post; nothing is sent until :meth:`deliver_due`."""
         self.settings = settings or slack_settings()
@@ -92,14 +101,20 @@ class Postman:
             # Decided, expired or cancelled before Slack heard of it: nothing to ask.
             outbox.mark_dropped(db, item.wait_id, "the wait closed before it was posted")
             return
-        text, blocks = approval_message(run, wait, outbox.started_by(db, run.id),
-                                        self.settings.run_link(run.id))
+        text, blocks = approval_message(
+            run, wait, outbox.started_by(db, run.id), self.settings.run_link(run.id)
+        )
         try:
             answer = self.client.chat_postMessage(
-                channel=self.settings.channel or "", text=text, blocks=blocks,
-                unfurl_links=False, unfurl_media=False,
-                metadata={"event_type": "ravel_approval",
-                          "event_payload": {"run_id": run.id, "wait_id": wait.id}},
+                channel=self.settings.channel or "",
+                text=text,
+                blocks=blocks,
+                unfurl_links=False,
+                unfurl_media=False,
+                metadata={
+                    "event_type": "ravel_approval",
+                    "event_payload": {"run_id": run.id, "wait_id": wait.id},
+                },
             )
         except Exception as exc:
             self._failed(item, exc)
@@ -119,12 +134,22 @@ class Postman:
         error = redact_text(" ".join(error.split()), 500)
         if item.attempts >= self.max_attempts:
             retry_in = None
-            log.error("run %s: approval %s was not posted to Slack after %d attempts (%s); "
-                      "it stays open: decide it with `ravel approvals` or the API",
-                      item.run_id, item.wait_id, item.attempts, error)
+            log.error(
+                "run %s: approval %s was not posted to Slack after %d attempts (%s); "
+                "it stays open: decide it with `ravel approvals` or the API",
+                item.run_id,
+                item.wait_id,
+                item.attempts,
+                error,
+            )
         else:
-            log.warning("run %s: posting approval %s to Slack failed (%s); retrying in "
-                        "%.0f s", item.run_id, item.wait_id, error, retry_in)
+            log.warning(
+                "run %s: posting approval %s to Slack failed (%s); retrying in %.0f s",
+                item.run_id,
+                item.wait_id,
+                error,
+                retry_in,
+            )
         outbox.mark_failed(get_db(), item.wait_id, error, retry_in)
         if retry_in is not None:
             self.next_retry = min(retry_in, self.next_retry or retry_in)
@@ -242,5 +267,14 @@ def install() -> bool:
     return settings.posting
 
 
-__all__ = ["RETRY_BASE_SECONDS", "SWEEP_WINDOW_SECONDS", "Courier", "Postman", "courier",
-           "install", "queue_message", "stop_courier", "web_client"]
+__all__ = [
+    "RETRY_BASE_SECONDS",
+    "SWEEP_WINDOW_SECONDS",
+    "Courier",
+    "Postman",
+    "courier",
+    "install",
+    "queue_message",
+    "stop_courier",
+    "web_client",
+]

@@ -53,8 +53,9 @@ class SlackDirectory:
 
 def _slack_id(value: Any, what: str) -> str:
     if not isinstance(value, str) or not _SLACK_ID.match(value):
-        raise ConfigurationError(f"{what} {value!r} is not a Slack id (capital letters and "
-                                 "digits, e.g. U0123ABCD)")
+        raise ConfigurationError(
+            f"{what} {value!r} is not a Slack id (capital letters and digits, e.g. U0123ABCD)"
+        )
     return value
 
 
@@ -64,8 +65,9 @@ def _user(user_id: str, raw: Any) -> SlackUser:
         raise ConfigurationError(f"{where} must be a table with principal and groups")
     unknown = sorted(set(raw) - _USER_FIELDS)
     if unknown:
-        raise ConfigurationError(f"{where} has unknown fields {', '.join(unknown)}; fields "
-                                 "are: groups, principal")
+        raise ConfigurationError(
+            f"{where} has unknown fields {', '.join(unknown)}; fields are: groups, principal"
+        )
     if "principal" not in raw:
         raise ConfigurationError(f"{where} lacks 'principal' (the Ravel person it acts as)")
     groups = raw.get("groups", [])
@@ -82,8 +84,10 @@ def parse(text: str, path: Path) -> SlackDirectory:
     try:
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except ValueError as exc:
-        raise ConfigurationError(f"the Slack users file {path} is not valid "
-                                 f"{'JSON' if path.suffix == '.json' else 'TOML'}: {exc}") from None
+        raise ConfigurationError(
+            f"the Slack users file {path} is not valid "
+            f"{'JSON' if path.suffix == '.json' else 'TOML'}: {exc}"
+        ) from None
     try:
         if not isinstance(data, dict) or set(data) - {"team_id", "users"}:
             raise ConfigurationError("it must hold only `team_id` and a table `users`")

@@ -106,15 +106,19 @@ class Database:
         # leaves the run pending with its old fencing token, so the claimant's commit
         # matches nothing and the reaper re-publishes the run. Any later durable commit
         # flushes them anyway.
-        self.relaxed_engine: Engine = self.engine if self.is_sqlite else create_engine(
-            url,
-            json_serializer=dumps,
-            json_deserializer=loads,
-            pool_size=1,
-            max_overflow=2,
-            pool_recycle=1800,
-            isolation_level="AUTOCOMMIT",
-            connect_args={"options": "-c synchronous_commit=off"},
+        self.relaxed_engine: Engine = (
+            self.engine
+            if self.is_sqlite
+            else create_engine(
+                url,
+                json_serializer=dumps,
+                json_deserializer=loads,
+                pool_size=1,
+                max_overflow=2,
+                pool_recycle=1800,
+                isolation_level="AUTOCOMMIT",
+                connect_args={"options": "-c synchronous_commit=off"},
+            )
         )
         if not self.is_sqlite:
             _ping_when_idle(self.engine)

@@ -39,15 +39,29 @@ class LinkRecord:
 
 
 def add(
-    db: Database, token_sha256: str, wait_id: str, run_id: str, principal: str,
-    groups: list[str], created_by: str, expires_at: datetime,
+    db: Database,
+    token_sha256: str,
+    wait_id: str,
+    run_id: str,
+    principal: str,
+    groups: list[str],
+    created_by: str,
+    expires_at: datetime,
 ) -> None:
     """Store a new link."""
     with db.begin() as conn:
-        conn.execute(links_t.insert().values(
-            token_sha256=token_sha256, wait_id=wait_id, run_id=run_id, principal=principal,
-            groups=groups, created_by=created_by, created_at=db_now(), expires_at=expires_at,
-        ))
+        conn.execute(
+            links_t.insert().values(
+                token_sha256=token_sha256,
+                wait_id=wait_id,
+                run_id=run_id,
+                principal=principal,
+                groups=groups,
+                created_by=created_by,
+                created_at=db_now(),
+                expires_at=expires_at,
+            )
+        )
 
 
 def find(db: Database, token_sha256: str) -> LinkRecord | None:
@@ -58,28 +72,46 @@ def find(db: Database, token_sha256: str) -> LinkRecord | None:
         ).first()
     if row is None:
         return None
-    return LinkRecord(row.wait_id, row.run_id, row.principal, list(row.groups or []),
-                      row.created_by, row.created_at, row.expires_at, row.used_at, row.decision,
-                      row.now)
+    return LinkRecord(
+        row.wait_id,
+        row.run_id,
+        row.principal,
+        list(row.groups or []),
+        row.created_by,
+        row.created_at,
+        row.expires_at,
+        row.used_at,
+        row.decision,
+        row.now,
+    )
 
 
 def use(db: Database, token_sha256: str, decision: str) -> bool:
     """Use the link up for ``decision``; False if it was used already or has expired."""
     with db.begin() as conn:
-        return conn.execute(
-            update(links_t)
-            .where(links_t.c.token_sha256 == token_sha256, links_t.c.used_at.is_(None),
-                   links_t.c.expires_at > db_now())
-            .values(used_at=db_now(), decision=decision)
-        ).rowcount == 1
+        return (
+            conn.execute(
+                update(links_t)
+                .where(
+                    links_t.c.token_sha256 == token_sha256,
+                    links_t.c.used_at.is_(None),
+                    links_t.c.expires_at > db_now(),
+                )
+                .values(used_at=db_now(), decision=decision)
+            ).rowcount
+            == 1
+        )
 
 
 def give_back(db: Database, token_sha256: str) -> None:
     """Make a used link usable again (its decision could not be stored: the database was
     unreachable), so the person can try again."""
     with db.begin() as conn:
-        conn.execute(update(links_t).where(links_t.c.token_sha256 == token_sha256)
-                     .values(used_at=None, decision=None))
+        conn.execute(
+            update(links_t)
+            .where(links_t.c.token_sha256 == token_sha256)
+            .values(used_at=None, decision=None)
+        )
 
 
 __all__ = ["LinkRecord", "add", "find", "give_back", "use"]

@@ -66,10 +66,12 @@ def _conditions(where: RunFilter) -> list[Any]:
         # Ids are stored as lowercase UUID text: a prefix uses the primary key's index on
         # PostgreSQL (text_pattern_ops aside, a range scan); the input is a scan within the
         # other filters.
-        found.append(or_(
-            runs_t.c.id.like(prefix, escape="\\"),
-            cast(runs_t.c.input, Text).ilike(_like(where.text.strip()), escape="\\"),
-        ))
+        found.append(
+            or_(
+                runs_t.c.id.like(prefix, escape="\\"),
+                cast(runs_t.c.input, Text).ilike(_like(where.text.strip()), escape="\\"),
+            )
+        )
     return found
 
 
@@ -81,13 +83,17 @@ def search_runs(
     ``before``: only runs after this (created_at, id) in that order, as the cursor of the
     HTTP API's pagination (:mod:`pipeline.web.pages`) gives it.
     """
-    query = (select(runs_t, *_usage_columns())
-             .order_by(runs_t.c.created_at.desc(), runs_t.c.id.desc()).limit(limit))
+    query = (
+        select(runs_t, *_usage_columns())
+        .order_by(runs_t.c.created_at.desc(), runs_t.c.id.desc())
+        .limit(limit)
+    )
     conditions = _conditions(where)
     if before is not None:
         at, run_id = before
-        conditions.append(or_(runs_t.c.created_at < at,
-                              and_(runs_t.c.created_at == at, runs_t.c.id < run_id)))
+        conditions.append(
+            or_(runs_t.c.created_at < at, and_(runs_t.c.created_at == at, runs_t.c.id < run_id))
+        )
     if conditions:
         query = query.where(*conditions)
     with db.engine.connect() as conn:
@@ -95,8 +101,9 @@ def search_runs(
         waiting = [r.id for r in rows if r.status == RunStatus.WAITING.value]
         waits: dict[str, WaitRecord] = {}
         if waiting:
-            for w in conn.execute(select(waits_t).where(waits_t.c.run_id.in_(waiting),
-                                                        waits_t.c.decided_at.is_(None))):
+            for w in conn.execute(
+                select(waits_t).where(waits_t.c.run_id.in_(waiting), waits_t.c.decided_at.is_(None))
+            ):
                 waits[w.run_id] = from_row(WaitRecord, w)
     return [(from_row(RunRecord, r), waits.get(r.id)) for r in rows]
 
@@ -109,13 +116,11 @@ def checkpoints(db: Database, run_id: str) -> list[Checkpoint]:
     """
     with db.engine.connect() as conn:
         rows = conn.execute(
-            select(steps_t.c.seq, steps_t.c.attempt, steps_t.c.state_before,
-                   steps_t.c.wait_result)
+            select(steps_t.c.seq, steps_t.c.attempt, steps_t.c.state_before, steps_t.c.wait_result)
             .where(steps_t.c.run_id == run_id)
             .order_by(steps_t.c.seq, steps_t.c.attempt)
         )
-        return [Checkpoint(int(r.seq), int(r.attempt), r.state_before, r.wait_result)
-                for r in rows]
+        return [Checkpoint(int(r.seq), int(r.attempt), r.state_before, r.wait_result) for r in rows]
 
 
 __all__ = ["Checkpoint", "RunFilter", "checkpoints", "search_runs"]

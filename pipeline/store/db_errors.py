@@ -54,14 +54,19 @@ def is_old_schema(exc: DBAPIError) -> bool:
 def translate(exc: DBAPIError) -> PipelineError | None:
     """The actionable error for a database failure, or None for one to raise as is."""
     if is_missing_table(exc):
-        return DatabaseNotMigrated(f"the database at {current_url()} is not migrated; "
-                                   f"{MIGRATE_HINT}")
+        return DatabaseNotMigrated(
+            f"the database at {current_url()} is not migrated; {MIGRATE_HINT}"
+        )
     if is_old_schema(exc):
-        return DatabaseNotMigrated(f"the database at {current_url()} has an older schema than "
-                                   f"this version of Ravel; {MIGRATE_HINT}")
+        return DatabaseNotMigrated(
+            f"the database at {current_url()} has an older schema than "
+            f"this version of Ravel; {MIGRATE_HINT}"
+        )
     if isinstance(exc, OperationalError):
-        return StoreUnavailable(f"cannot reach the database at {current_url()}: {reason(exc)}; "
-                                "is it running, and is RAVEL_DATABASE_URL right?")
+        return StoreUnavailable(
+            f"cannot reach the database at {current_url()}: {reason(exc)}; "
+            "is it running, and is RAVEL_DATABASE_URL right?"
+        )
     return None
 
 

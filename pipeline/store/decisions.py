@@ -106,10 +106,18 @@ def decide_locked(
     chain = Chain(run.id, run.audit_seq, run.audit_head)
     chain.append(DECISION_EVENT[decision], actor, run.now, won.then_step, event)
     moved = transition(
-        conn, run.id, RunStatus.PENDING, chain,
+        conn,
+        run.id,
+        RunStatus.PENDING,
+        chain,
         guard=[runs_t.c.status == RunStatus.WAITING.value],
-        values={"step": won.then_step, "wait_result": result, "published_at": run.now,
-                "redispatch_at": _redispatch_at(), "updated_at": run.now},
+        values={
+            "step": won.then_step,
+            "wait_result": result,
+            "published_at": run.now,
+            "redispatch_at": _redispatch_at(),
+            "updated_at": run.now,
+        },
     )
     if not moved:  # an open wait belongs to a waiting run: anything else is a broken row
         raise errors.InvalidTransition(f"run {run.id} is {run.status}, not waiting")
@@ -157,8 +165,13 @@ def _settled(wait: Row[Any], decision: str) -> Decision:
 def _refuse(conn: Connection, run: Row[Any], wait: Row[Any], decision: str, actor: str) -> Decision:
     """Put a refused decision on the audit record; the caller raises after the commit."""
     chain = Chain(run.id, run.audit_seq, run.audit_head)
-    chain.append("wait.refused", actor, run.now, run.step,
-                 {"wait_id": wait.id, "decision": decision, "why": "not an approver"})
+    chain.append(
+        "wait.refused",
+        actor,
+        run.now,
+        run.step,
+        {"wait_id": wait.id, "decision": decision, "why": "not an approver"},
+    )
     record_events(conn, run.id, chain)
     approvers = ", ".join(wait.approvers or []) or "nobody"
     refusal = errors.NotAuthorized(
@@ -168,7 +181,12 @@ def _refuse(conn: Connection, run: Row[Any], wait: Row[Any], decision: str, acto
 
 
 def decide(
-    db: Database, run_id: str, decision: str, actor: str, data: Any, wait_id: str | None,
+    db: Database,
+    run_id: str,
+    decision: str,
+    actor: str,
+    data: Any,
+    wait_id: str | None,
     groups: frozenset[str] = frozenset(),
 ) -> Decision:
     """Approve or reject the run's open approval: exactly one decision wins.
@@ -203,7 +221,11 @@ def decide(
 
 
 def _no_open_wait(
-    conn: Connection, run: Row[Any], decision: str, actor: str, groups: frozenset[str],
+    conn: Connection,
+    run: Row[Any],
+    decision: str,
+    actor: str,
+    groups: frozenset[str],
     wait_id: str | None,
 ) -> Decision:
     last = _latest_wait(conn, run.id, wait_id)
@@ -238,9 +260,7 @@ class EventDelivery:
     wakeup: Wakeup | None
 
 
-def send_event(
-    db: Database, run_id: str, name: str, payload: Any, actor: str
-) -> EventDelivery:
+def send_event(db: Database, run_id: str, name: str, payload: Any, actor: str) -> EventDelivery:
     """Deliver an event to the run's open event wait, or keep it until the run parks on it.
 
     An event that arrives after the wait's deadline decides nothing, whether or not the
@@ -266,8 +286,13 @@ def send_event(
             wait = None
         conn.execute(
             insert(inbound_t).values(
-                run_id=run_id, name=name, payload=payload, actor=actor, received_at=run.now,
-                consumed_at=run.now if wait else None, wait_id=wait.id if wait else None,
+                run_id=run_id,
+                name=name,
+                payload=payload,
+                actor=actor,
+                received_at=run.now,
+                consumed_at=run.now if wait else None,
+                wait_id=wait.id if wait else None,
             )
         )
         if wait is None:
@@ -296,13 +321,22 @@ def cancel(db: Database, run_id: str, actor: str, reason: str) -> bool:
             .values(decided_at=run.now, decision="cancelled", actor=actor)
         )
         chain = Chain(run.id, run.audit_seq, run.audit_head)
-        chain.append("run.cancelled", actor, run.now, run.step,
-                     {"reason": reason, "from": run.status})
+        chain.append(
+            "run.cancelled", actor, run.now, run.step, {"reason": reason, "from": run.status}
+        )
         moved = transition(
-            conn, run.id, RunStatus.CANCELLED, chain,
-            values={"error": f"cancelled by {actor}: {reason}", "fencing": runs_t.c.fencing + 1,
-                    "lease_owner": None, "lease_expires_at": None, "wake_at": None,
-                    "updated_at": run.now},
+            conn,
+            run.id,
+            RunStatus.CANCELLED,
+            chain,
+            values={
+                "error": f"cancelled by {actor}: {reason}",
+                "fencing": runs_t.c.fencing + 1,
+                "lease_owner": None,
+                "lease_expires_at": None,
+                "wake_at": None,
+                "updated_at": run.now,
+            },
         )
         if not moved:  # the row is locked: a miss is a bug, not a race
             raise errors.InvalidTransition(f"run {run_id} cannot be cancelled from {status}")
@@ -320,14 +354,28 @@ def retry(db: Database, run_id: str, actor: str, state_patch: dict[str, Any] | N
         state = dict(run.state)
         state.update(state_patch or {})
         chain = Chain(run.id, run.audit_seq, run.audit_head)
-        chain.append("run.retried", actor, run.now, run.step,
-                     {"patched_keys": sorted(state_patch or {}), "previous_error": run.error})
+        chain.append(
+            "run.retried",
+            actor,
+            run.now,
+            run.step,
+            {"patched_keys": sorted(state_patch or {}), "previous_error": run.error},
+        )
         transition(
-            conn, run.id, RunStatus.PENDING, chain,
+            conn,
+            run.id,
+            RunStatus.PENDING,
+            chain,
             guard=[runs_t.c.status == RunStatus.FAILED.value],
-            values={"state": state, "error": None, "retry_base": run.attempt, "wake_at": None,
-                    "published_at": run.now, "redispatch_at": _redispatch_at(),
-                    "updated_at": run.now},
+            values={
+                "state": state,
+                "error": None,
+                "retry_base": run.attempt,
+                "wake_at": None,
+                "published_at": run.now,
+                "redispatch_at": _redispatch_at(),
+                "updated_at": run.now,
+            },
         )
     return _wakeup(run, run.step)
 

@@ -87,31 +87,60 @@ def fork(
         state, patched = patch(point.state)
         fork_id = str(uuid.uuid4())
         now = run.now
-        origin = {"from_run": run.id, "from_seq": seq, "workflow": run.workflow,
-                  "version": run.workflow_version, "patched_keys": patched,
-                  "messages": point.message_count}
+        origin = {
+            "from_run": run.id,
+            "from_seq": seq,
+            "workflow": run.workflow,
+            "version": run.workflow_version,
+            "patched_keys": patched,
+            "messages": point.message_count,
+        }
         chain = Chain(fork_id, 0, "")
         chain.append("run.forked", actor, now, point.step, origin)
-        conn.execute(insert(runs_t).values(
-            id=fork_id, workflow=run.workflow, workflow_version=run.workflow_version,
-            status=RunStatus.PENDING.value, step=point.step, seq=seq, attempt=0,
-            recorded_attempt=0, retry_base=0, fencing=0, version=0, input=run.input,
-            state=state, wait_result=point.wait_result, published_at=now,
-            redispatch_at=now + timedelta(seconds=redispatch_after),
-            audit_seq=chain.seq, audit_head=chain.head, message_count=point.message_count,
-            forked_from=run.id, forked_from_seq=seq, created_at=now, updated_at=now,
-        ))
+        conn.execute(
+            insert(runs_t).values(
+                id=fork_id,
+                workflow=run.workflow,
+                workflow_version=run.workflow_version,
+                status=RunStatus.PENDING.value,
+                step=point.step,
+                seq=seq,
+                attempt=0,
+                recorded_attempt=0,
+                retry_base=0,
+                fencing=0,
+                version=0,
+                input=run.input,
+                state=state,
+                wait_result=point.wait_result,
+                published_at=now,
+                redispatch_at=now + timedelta(seconds=redispatch_after),
+                audit_seq=chain.seq,
+                audit_head=chain.head,
+                message_count=point.message_count,
+                forked_from=run.id,
+                forked_from_seq=seq,
+                created_at=now,
+                updated_at=now,
+            )
+        )
         chain.flush(conn)
         if point.message_count:
             _copy_messages(conn, run.id, fork_id, point.message_count)
         linked = run.status != RunStatus.RUNNING.value
         if linked:
             told = Chain(run.id, run.audit_seq, run.audit_head)
-            told.append("run.forked_to", actor, now, point.step,
-                        {"run_id": fork_id, "from_seq": seq, "patched_keys": patched})
+            told.append(
+                "run.forked_to",
+                actor,
+                now,
+                point.step,
+                {"run_id": fork_id, "from_seq": seq, "patched_keys": patched},
+            )
             record_events(conn, run.id, told)
-    return Forked(fork_id, Wakeup(fork_id, run.workflow, point.step, seq,
-                                  run.workflow_version), linked)
+    return Forked(
+        fork_id, Wakeup(fork_id, run.workflow, point.step, seq, run.workflow_version), linked
+    )
 
 
 def _checkpoint(conn: Connection, run: Row[Any], seq: int) -> Checkpoint:
@@ -129,15 +158,17 @@ def _checkpoint(conn: Connection, run: Row[Any], seq: int) -> Checkpoint:
         return Checkpoint(run.step, run.state, run.wait_result, run.message_count)
     # The last attempt of the step is the one that went on (or failed last).
     rows = conn.execute(
-        select(steps_t.c.step, steps_t.c.state_before, steps_t.c.wait_result,
-               steps_t.c.message_count)
+        select(
+            steps_t.c.step, steps_t.c.state_before, steps_t.c.wait_result, steps_t.c.message_count
+        )
         .where(steps_t.c.run_id == run.id, steps_t.c.seq == seq)
         .order_by(steps_t.c.attempt.desc())
     ).all()
     for row in rows:
         if row.state_before is not None:
-            return Checkpoint(row.step, row.state_before, row.wait_result,
-                              int(row.message_count or 0))
+            return Checkpoint(
+                row.step, row.state_before, row.wait_result, int(row.message_count or 0)
+            )
     if seq == 0 and rows:
         return Checkpoint(rows[0].step, run.input, None, 0)  # the run's first step: its input
     raise errors.InvalidInput(
@@ -150,8 +181,11 @@ def _refuse_parked(conn: Connection, run: Row[Any], seq: int, status: RunStatus)
     """Refuse the step after a wait that was never decided: the fork would skip the wait."""
     undecided = conn.execute(
         select(waits_t.c.kind)
-        .where(waits_t.c.run_id == run.id, waits_t.c.seq == seq,
-               (waits_t.c.decided_at.is_(None)) | (waits_t.c.decision == "cancelled"))
+        .where(
+            waits_t.c.run_id == run.id,
+            waits_t.c.seq == seq,
+            (waits_t.c.decided_at.is_(None)) | (waits_t.c.decision == "cancelled"),
+        )
         .limit(1)
     ).first()
     if status is RunStatus.WAITING or undecided is not None:
@@ -168,9 +202,13 @@ def _copy_messages(conn: Connection, source: str, target: str, count: int) -> No
     conn.execute(
         insert(messages_t).from_select(
             ["run_id", "idx", "seq", "message", "created_at"],
-            select(literal(target, messages_t.c.run_id.type), messages_t.c.idx,
-                   messages_t.c.seq, messages_t.c.message, messages_t.c.created_at)
-            .where(messages_t.c.run_id == source, messages_t.c.idx <= count),
+            select(
+                literal(target, messages_t.c.run_id.type),
+                messages_t.c.idx,
+                messages_t.c.seq,
+                messages_t.c.message,
+                messages_t.c.created_at,
+            ).where(messages_t.c.run_id == source, messages_t.c.idx <= count),
         )
     )
 

@@ -62,8 +62,10 @@ class SchemaState:
         if self.current is None:
             return f"the database at {self.url} is not migrated; {MIGRATE_HINT}"
         if self.known and self.current != self.head:
-            return (f"the database at {self.url} is at revision {self.current}, older than "
-                    f"this version of Ravel needs ({self.head}); {MIGRATE_HINT}")
+            return (
+                f"the database at {self.url} is at revision {self.current}, older than "
+                f"this version of Ravel needs ({self.head}); {MIGRATE_HINT}"
+            )
         return None
 
     @property
@@ -114,9 +116,7 @@ class WorkerHealth:
     age: float
 
 
-def record_reaper_pass(
-    db: Database, name: str, report: dict[str, int], error: str | None
-) -> None:
+def record_reaper_pass(db: Database, name: str, report: dict[str, int], error: str | None) -> None:
     """Record one reaper pass of process ``name``: what it did and the error it hit, if any.
 
     A pass without error keeps the last recorded error (and its time) for operators to see.
@@ -148,12 +148,15 @@ def touch_worker(
     update_set: dict[str, Any] = {"workflows": served, "last_seen_at": db_now()}
     if starting:
         update_set["started_at"] = db_now()
-    stmt = db.dialect_insert(workers_t).values(
-        name=name, workflows=served, started_at=db_now(), last_seen_at=db_now()
-    ).on_conflict_do_update(index_elements=["name"], set_=update_set)
+    stmt = (
+        db.dialect_insert(workers_t)
+        .values(name=name, workflows=served, started_at=db_now(), last_seen_at=db_now())
+        .on_conflict_do_update(index_elements=["name"], set_=update_set)
+    )
     pairs = [
         and_(workflows_t.c.name == w, workflows_t.c.version.in_(versions))
-        for w, versions in served.items() if versions
+        for w, versions in served.items()
+        if versions
     ]
     with db.begin() as conn:
         conn.execute(stmt)
@@ -176,8 +179,15 @@ def reapers(db: Database) -> list[ReaperHealth]:
         now = conn.execute(select(db_now())).scalar_one()
         rows = conn.execute(select(reapers_t).order_by(reapers_t.c.last_pass_at.desc())).all()
     return [
-        ReaperHealth(r.name, r.last_pass_at, int(r.passes), dict(r.last_report or {}),
-                     r.last_error, r.last_error_at, _age(now, r.last_pass_at))
+        ReaperHealth(
+            r.name,
+            r.last_pass_at,
+            int(r.passes),
+            dict(r.last_report or {}),
+            r.last_error,
+            r.last_error_at,
+            _age(now, r.last_pass_at),
+        )
         for r in rows
     ]
 
@@ -188,8 +198,13 @@ def workers(db: Database) -> list[WorkerHealth]:
         now = conn.execute(select(db_now())).scalar_one()
         rows = conn.execute(select(workers_t).order_by(workers_t.c.last_seen_at.desc())).all()
     return [
-        WorkerHealth(r.name, {k: list(v) for k, v in (r.workflows or {}).items()},
-                     r.started_at, r.last_seen_at, _age(now, r.last_seen_at))
+        WorkerHealth(
+            r.name,
+            {k: list(v) for k, v in (r.workflows or {}).items()},
+            r.started_at,
+            r.last_seen_at,
+            _age(now, r.last_seen_at),
+        )
         for r in rows
     ]
 

@@ -68,15 +68,23 @@ def begin_call(
     """
     holder = (
         select(
-            literal(run_id).label("run_id"), literal(seq).label("seq"),
-            literal(name).label("name"), literal(kind).label("kind"),
-            literal("started").label("status"), literal(key).label("idempotency_key"),
-            literal(1).label("calls"), literal(0).label("tokens"),
-            literal(0.0).label("cost_usd"), db_now().label("started_at"),
+            literal(run_id).label("run_id"),
+            literal(seq).label("seq"),
+            literal(name).label("name"),
+            literal(kind).label("kind"),
+            literal("started").label("status"),
+            literal(key).label("idempotency_key"),
+            literal(1).label("calls"),
+            literal(0).label("tokens"),
+            literal(0.0).label("cost_usd"),
+            db_now().label("started_at"),
         )
         .select_from(runs_t)
-        .where(runs_t.c.id == run_id, runs_t.c.fencing == fencing,
-               runs_t.c.status == RunStatus.RUNNING.value)
+        .where(
+            runs_t.c.id == run_id,
+            runs_t.c.fencing == fencing,
+            runs_t.c.status == RunStatus.RUNNING.value,
+        )
     )
     started = effects_t.c.status == "started"
     stmt = (
@@ -85,8 +93,10 @@ def begin_call(
         .on_conflict_do_update(
             index_elements=["run_id", "seq", "name"],
             # A done entry is returned untouched; a started one counts one more call.
-            set_={"calls": case((started, effects_t.c.calls + 1), else_=effects_t.c.calls),
-                  "started_at": case((started, db_now()), else_=effects_t.c.started_at)},
+            set_={
+                "calls": case((started, effects_t.c.calls + 1), else_=effects_t.c.calls),
+                "started_at": case((started, db_now()), else_=effects_t.c.started_at),
+            },
         )
         .returning(*effects_t.c)
     )
@@ -95,13 +105,33 @@ def begin_call(
     return None if row is None else _entry(row)
 
 
-_INTENT_COLUMNS = ("run_id", "seq", "name", "kind", "status", "idempotency_key", "calls",
-                   "tokens", "cost_usd", "started_at")
+_INTENT_COLUMNS = (
+    "run_id",
+    "seq",
+    "name",
+    "kind",
+    "status",
+    "idempotency_key",
+    "calls",
+    "tokens",
+    "cost_usd",
+    "started_at",
+)
 
 
 def _entry(r: Any) -> JournalEntry:
-    return JournalEntry(r.name, r.kind, r.status, r.idempotency_key, r.calls, r.result,
-                        r.tokens, r.cost_usd, r.model, r.finished_at)
+    return JournalEntry(
+        r.name,
+        r.kind,
+        r.status,
+        r.idempotency_key,
+        r.calls,
+        r.result,
+        r.tokens,
+        r.cost_usd,
+        r.model,
+        r.finished_at,
+    )
 
 
 def record_result(
@@ -124,8 +154,14 @@ def record_result(
             effects_t.c.name == name,
             effects_t.c.status == "started",
         )
-        .values(status="done", result=result, tokens=tokens, cost_usd=cost_usd, model=model,
-                finished_at=db_now())
+        .values(
+            status="done",
+            result=result,
+            tokens=tokens,
+            cost_usd=cost_usd,
+            model=model,
+            finished_at=db_now(),
+        )
     )
     with db.autocommit() as conn:
         return conn.execute(stmt).rowcount == 1

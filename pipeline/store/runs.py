@@ -37,8 +37,12 @@ def upsert_workflow(
     Other versions of the same name keep their rows: during a rolling deploy both are served.
     """
     ins = db.dialect_insert(workflows_t).values(
-        name=name, version=version, start_step=start_step, steps=steps,
-        first_seen_at=db_now(), last_seen_at=db_now(),
+        name=name,
+        version=version,
+        start_step=start_step,
+        steps=steps,
+        first_seen_at=db_now(),
+        last_seen_at=db_now(),
     )
     stmt = ins.on_conflict_do_update(
         index_elements=["name", "version"],
@@ -52,9 +56,7 @@ def upsert_workflow(
 SERVED_RECENTLY = 300.0
 
 
-def get_workflow(
-    db: Database, name: str, version: int | None = None
-) -> WorkflowVersion | None:
+def get_workflow(db: Database, name: str, version: int | None = None) -> WorkflowVersion | None:
     """A registered workflow version, or None.
 
     Without ``version``: the newest version seen in the last :data:`SERVED_RECENTLY` seconds
@@ -80,8 +82,7 @@ def list_workflows(db: Database) -> list[WorkflowVersion]:
     """All registered workflow versions, by name then newest version first."""
     with db.engine.connect() as conn:
         rows = conn.execute(
-            select(workflows_t, _fresh()).order_by(workflows_t.c.name,
-                                                   workflows_t.c.version.desc())
+            select(workflows_t, _fresh()).order_by(workflows_t.c.name, workflows_t.c.version.desc())
         )
         return [from_row(WorkflowVersion, r) for r in rows]
 
@@ -111,18 +112,36 @@ def create_run(
         with db.begin() as conn:
             now = conn.execute(select(db_now())).scalar_one()
             chain = Chain(run_id, 0, "")
-            chain.append("run.started", actor, now, step,
-                         {"workflow": workflow, "version": version,
-                          "idempotency_key": idempotency_key})
+            chain.append(
+                "run.started",
+                actor,
+                now,
+                step,
+                {"workflow": workflow, "version": version, "idempotency_key": idempotency_key},
+            )
             conn.execute(
                 insert(runs_t).values(
-                    id=run_id, workflow=workflow, workflow_version=version,
-                    status=RunStatus.PENDING.value, step=step, seq=0, attempt=0,
-                    recorded_attempt=0, retry_base=0, fencing=0, version=0,
-                    input=input, state=dict(input), idempotency_key=idempotency_key,
-                    published_at=now, redispatch_at=now + timedelta(seconds=redispatch_after),
-                    audit_seq=chain.seq, audit_head=chain.head,
-                    message_count=0, created_at=now, updated_at=now,
+                    id=run_id,
+                    workflow=workflow,
+                    workflow_version=version,
+                    status=RunStatus.PENDING.value,
+                    step=step,
+                    seq=0,
+                    attempt=0,
+                    recorded_attempt=0,
+                    retry_base=0,
+                    fencing=0,
+                    version=0,
+                    input=input,
+                    state=dict(input),
+                    idempotency_key=idempotency_key,
+                    published_at=now,
+                    redispatch_at=now + timedelta(seconds=redispatch_after),
+                    audit_seq=chain.seq,
+                    audit_head=chain.head,
+                    message_count=0,
+                    created_at=now,
+                    updated_at=now,
                 )
             )
             chain.flush(conn)
@@ -167,9 +186,7 @@ def _usage_columns() -> tuple[Any, Any]:
 def get_run(db: Database, run_id: str) -> tuple[RunRecord, WaitRecord | None] | None:
     """A run with its token totals, and its open wait; None if there is no such run."""
     with db.engine.connect() as conn:
-        run = conn.execute(
-            select(runs_t, *_usage_columns()).where(runs_t.c.id == run_id)
-        ).first()
+        run = conn.execute(select(runs_t, *_usage_columns()).where(runs_t.c.id == run_id)).first()
         if run is None:
             return None
         wait = None
@@ -181,20 +198,28 @@ def get_run(db: Database, run_id: str) -> tuple[RunRecord, WaitRecord | None] | 
 
 
 def list_runs(
-    db: Database, status: str | None, workflow: str | None, limit: int,
-    *, before: tuple[datetime, str] | None = None,
+    db: Database,
+    status: str | None,
+    workflow: str | None,
+    limit: int,
+    *,
+    before: tuple[datetime, str] | None = None,
 ) -> list[tuple[RunRecord, WaitRecord | None]]:
     """Runs, newest first (ties by id), with their open waits.
 
     ``before``: only runs after this (created_at, id) in that order: the position a page of
     the HTTP API's cursor pagination ended at.
     """
-    query = (select(runs_t, *_usage_columns())
-             .order_by(runs_t.c.created_at.desc(), runs_t.c.id.desc()).limit(limit))
+    query = (
+        select(runs_t, *_usage_columns())
+        .order_by(runs_t.c.created_at.desc(), runs_t.c.id.desc())
+        .limit(limit)
+    )
     if before is not None:
         at, run_id = before
-        query = query.where(or_(runs_t.c.created_at < at,
-                                and_(runs_t.c.created_at == at, runs_t.c.id < run_id)))
+        query = query.where(
+            or_(runs_t.c.created_at < at, and_(runs_t.c.created_at == at, runs_t.c.id < run_id))
+        )
     if status is not None:
         query = query.where(runs_t.c.status == status)
     if workflow is not None:

@@ -52,10 +52,18 @@ class OutboxEntry:
 
 def add(db: Database, wait_id: str, run_id: str) -> bool:
     """Queue the message of ``wait_id``; False if it was queued (or posted) already."""
-    stmt = db.dialect_insert(outbox_t).values(
-        wait_id=wait_id, run_id=run_id, status="pending", attempts=0,
-        next_attempt_at=db_now(), created_at=db_now(),
-    ).on_conflict_do_nothing(index_elements=["wait_id"])
+    stmt = (
+        db.dialect_insert(outbox_t)
+        .values(
+            wait_id=wait_id,
+            run_id=run_id,
+            status="pending",
+            attempts=0,
+            next_attempt_at=db_now(),
+            created_at=db_now(),
+        )
+        .on_conflict_do_nothing(index_elements=["wait_id"])
+    )
     with db.begin() as conn:
         return conn.execute(stmt).rowcount == 1
 
@@ -77,10 +85,18 @@ def add_unposted(db: Database, within_seconds: float, limit: int = 200) -> int:
     added = 0
     with db.begin() as conn:
         for row in conn.execute(missing).all():
-            stmt = db.dialect_insert(outbox_t).values(
-                wait_id=row.id, run_id=row.run_id, status="pending", attempts=0,
-                next_attempt_at=db_now(), created_at=db_now(),
-            ).on_conflict_do_nothing(index_elements=["wait_id"])
+            stmt = (
+                db.dialect_insert(outbox_t)
+                .values(
+                    wait_id=row.id,
+                    run_id=row.run_id,
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=db_now(),
+                    created_at=db_now(),
+                )
+                .on_conflict_do_nothing(index_elements=["wait_id"])
+            )
             added += conn.execute(stmt).rowcount
     return added
 
@@ -88,19 +104,26 @@ def add_unposted(db: Database, within_seconds: float, limit: int = 200) -> int:
 def claim_due(db: Database, lease_seconds: float, limit: int = 20) -> list[Outgoing]:
     """Claim up to ``limit`` due rows for ``lease_seconds`` (several posters never share one)."""
     with db.begin() as conn:
-        due = conn.execute(
-            select(outbox_t.c.wait_id)
-            .where(outbox_t.c.status == "pending", outbox_t.c.next_attempt_at <= db_now())
-            .order_by(outbox_t.c.next_attempt_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).scalars().all()
+        due = (
+            conn.execute(
+                select(outbox_t.c.wait_id)
+                .where(outbox_t.c.status == "pending", outbox_t.c.next_attempt_at <= db_now())
+                .order_by(outbox_t.c.next_attempt_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            .scalars()
+            .all()
+        )
         if not due:
             return []
         claimed = conn.execute(
             update(outbox_t)
-            .where(outbox_t.c.wait_id.in_(due), outbox_t.c.status == "pending",
-                   outbox_t.c.next_attempt_at <= db_now())
+            .where(
+                outbox_t.c.wait_id.in_(due),
+                outbox_t.c.status == "pending",
+                outbox_t.c.next_attempt_at <= db_now(),
+            )
             .values(next_attempt_at=now_plus(lease_seconds), attempts=outbox_t.c.attempts + 1)
             .returning(outbox_t.c.wait_id, outbox_t.c.run_id, outbox_t.c.attempts)
         ).all()
@@ -109,17 +132,21 @@ def claim_due(db: Database, lease_seconds: float, limit: int = 20) -> list[Outgo
 
 def _finish(db: Database, wait_id: str, **values: Any) -> bool:
     with db.begin() as conn:
-        return conn.execute(
-            update(outbox_t)
-            .where(outbox_t.c.wait_id == wait_id, outbox_t.c.status == "pending")
-            .values(**values)
-        ).rowcount == 1
+        return (
+            conn.execute(
+                update(outbox_t)
+                .where(outbox_t.c.wait_id == wait_id, outbox_t.c.status == "pending")
+                .values(**values)
+            ).rowcount
+            == 1
+        )
 
 
 def mark_sent(db: Database, wait_id: str, channel: str | None, ts: str | None) -> bool:
     """Record that the message of ``wait_id`` was posted."""
-    return _finish(db, wait_id, status="sent", channel=channel, ts=ts, sent_at=db_now(),
-                   last_error=None)
+    return _finish(
+        db, wait_id, status="sent", channel=channel, ts=ts, sent_at=db_now(), last_error=None
+    )
 
 
 def mark_failed(db: Database, wait_id: str, error: str, retry_in: float | None) -> bool:
@@ -141,8 +168,17 @@ def entry(db: Database, wait_id: str) -> OutboxEntry | None:
         row = conn.execute(select(outbox_t).where(outbox_t.c.wait_id == wait_id)).first()
     if row is None:
         return None
-    return OutboxEntry(row.wait_id, row.run_id, row.status, row.attempts, row.next_attempt_at,
-                       row.last_error, row.channel, row.ts, row.sent_at)
+    return OutboxEntry(
+        row.wait_id,
+        row.run_id,
+        row.status,
+        row.attempts,
+        row.next_attempt_at,
+        row.last_error,
+        row.channel,
+        row.ts,
+        row.sent_at,
+    )
 
 
 def run_of_wait(db: Database, wait_id: str) -> str | None:
@@ -156,11 +192,24 @@ def started_by(db: Database, run_id: str) -> str | None:
     """Who started (or forked) the run: the actor of its first audit event."""
     with db.engine.connect() as conn:
         found = conn.execute(
-            select(audit_t.c.actor).where(audit_t.c.run_id == run_id)
-            .order_by(audit_t.c.idx).limit(1)
+            select(audit_t.c.actor)
+            .where(audit_t.c.run_id == run_id)
+            .order_by(audit_t.c.idx)
+            .limit(1)
         ).first()
     return None if found is None else str(found.actor)
 
 
-__all__ = ["Outgoing", "OutboxEntry", "add", "add_unposted", "claim_due", "entry",
-           "mark_dropped", "mark_failed", "mark_sent", "run_of_wait", "started_by"]
+__all__ = [
+    "Outgoing",
+    "OutboxEntry",
+    "add",
+    "add_unposted",
+    "claim_due",
+    "entry",
+    "mark_dropped",
+    "mark_failed",
+    "mark_sent",
+    "run_of_wait",
+    "started_by",
+]

@@ -57,24 +57,35 @@ def snapshot(db: Database) -> Snapshot:
     """Read the numbers the metrics endpoint exposes, in one connection."""
     with db.engine.connect() as conn:
         now = conn.execute(select(db_now())).scalar_one()
-        runs = [(r[0], r[1], int(r[2])) for r in conn.execute(
-            select(runs_t.c.workflow, runs_t.c.status, func.count())
-            .group_by(runs_t.c.workflow, runs_t.c.status)
-        )]
+        runs = [
+            (r[0], r[1], int(r[2]))
+            for r in conn.execute(
+                select(runs_t.c.workflow, runs_t.c.status, func.count()).group_by(
+                    runs_t.c.workflow, runs_t.c.status
+                )
+            )
+        ]
         open_wait = waits_t.c.decided_at.is_(None)
-        parked = [(r[0], r[1], int(r[2]), r[3]) for r in conn.execute(
-            select(runs_t.c.workflow, waits_t.c.kind, func.count(),
-                   func.min(waits_t.c.created_at))
-            .select_from(waits_t.join(runs_t, runs_t.c.id == waits_t.c.run_id))
-            .where(open_wait)
-            .group_by(runs_t.c.workflow, waits_t.c.kind)
-        )]
-        approvals = [(r[0], r[1], int(r[2])) for r in conn.execute(
-            select(runs_t.c.workflow, waits_t.c.decision, func.count())
-            .select_from(waits_t.join(runs_t, runs_t.c.id == waits_t.c.run_id))
-            .where(waits_t.c.kind == "approval", waits_t.c.decided_at.is_not(None))
-            .group_by(runs_t.c.workflow, waits_t.c.decision)
-        )]
+        parked = [
+            (r[0], r[1], int(r[2]), r[3])
+            for r in conn.execute(
+                select(
+                    runs_t.c.workflow, waits_t.c.kind, func.count(), func.min(waits_t.c.created_at)
+                )
+                .select_from(waits_t.join(runs_t, runs_t.c.id == waits_t.c.run_id))
+                .where(open_wait)
+                .group_by(runs_t.c.workflow, waits_t.c.kind)
+            )
+        ]
+        approvals = [
+            (r[0], r[1], int(r[2]))
+            for r in conn.execute(
+                select(runs_t.c.workflow, waits_t.c.decision, func.count())
+                .select_from(waits_t.join(runs_t, runs_t.c.id == waits_t.c.run_id))
+                .where(waits_t.c.kind == "approval", waits_t.c.decided_at.is_not(None))
+                .group_by(runs_t.c.workflow, waits_t.c.decision)
+            )
+        ]
         last_pass = conn.execute(select(func.max(reapers_t.c.last_pass_at))).scalar()
         overdue = _overdue(conn)
     return Snapshot(now, runs, parked, overdue, last_pass, approvals)
@@ -90,10 +101,22 @@ def _overdue(conn: Connection) -> dict[str, Overdue]:
     status = runs_t.c.status
     return {
         "pending": past(runs_t, runs_t.c.updated_at, status == RunStatus.PENDING.value),
-        "wake": past(runs_t, runs_t.c.wake_at, status == RunStatus.SLEEPING.value,
-                     runs_t.c.wake_at <= db_now()),
-        "lease": past(runs_t, runs_t.c.lease_expires_at, status == RunStatus.RUNNING.value,
-                      runs_t.c.lease_expires_at < db_now()),
-        "wait_expiry": past(waits_t, waits_t.c.expires_at, waits_t.c.decided_at.is_(None),
-                            waits_t.c.expires_at <= db_now()),
+        "wake": past(
+            runs_t,
+            runs_t.c.wake_at,
+            status == RunStatus.SLEEPING.value,
+            runs_t.c.wake_at <= db_now(),
+        ),
+        "lease": past(
+            runs_t,
+            runs_t.c.lease_expires_at,
+            status == RunStatus.RUNNING.value,
+            runs_t.c.lease_expires_at < db_now(),
+        ),
+        "wait_expiry": past(
+            waits_t,
+            waits_t.c.expires_at,
+            waits_t.c.decided_at.is_(None),
+            waits_t.c.expires_at <= db_now(),
+        ),
     }

@@ -56,15 +56,17 @@ _CLAIM_RETURNING = (
 )
 
 
-
 def _claimable() -> ColumnElement[bool]:
     """The statuses a claim may take a run from, from the transition table: running only once
     its lease has expired (a takeover)."""
-    return or_(*(
-        and_(runs_t.c.status == s, runs_t.c.lease_expires_at < db_now())
-        if s == RunStatus.RUNNING.value else runs_t.c.status == s
-        for s in sources(RunStatus.RUNNING)
-    ))
+    return or_(
+        *(
+            and_(runs_t.c.status == s, runs_t.c.lease_expires_at < db_now())
+            if s == RunStatus.RUNNING.value
+            else runs_t.c.status == s
+            for s in sources(RunStatus.RUNNING)
+        )
+    )
 
 
 # Built once: constructing a Core statement per call costs more than the round trip itself.
@@ -128,7 +130,12 @@ class Claim:
 
 
 def claim(
-    db: Database, run_id: str, seq: int, step: str, lease_seconds: float, owner: str,
+    db: Database,
+    run_id: str,
+    seq: int,
+    step: str,
+    lease_seconds: float,
+    owner: str,
     served: list[tuple[str, int]],
 ) -> Claim | None:
     """Lease the run for one attempt of ``step`` at ``seq``, or return None.
@@ -137,8 +144,14 @@ def claim(
     lease elsewhere, a run that is parked, finished or cancelled, or a run whose (workflow,
     version) is not in ``served`` (what this worker serves, for this wake-up's task).
     """
-    params = {"w_id": run_id, "w_seq": seq, "w_step": step, "w_owner": owner,
-              "w_lease": float(lease_seconds), "w_served": served}
+    params = {
+        "w_id": run_id,
+        "w_seq": seq,
+        "w_step": step,
+        "w_owner": owner,
+        "w_lease": float(lease_seconds),
+        "w_served": served,
+    }
     with db.relaxed() as conn:
         row = conn.execute(_CLAIM, params).first()
     if row is None:
@@ -222,9 +235,7 @@ class Committed:
     wait_id: str | None = None
 
 
-def commit(
-    db: Database, c: Claim, plan: CommitPlan, redispatch_after: float
-) -> Committed | None:
+def commit(db: Database, c: Claim, plan: CommitPlan, redispatch_after: float) -> Committed | None:
     """Write a step attempt's outcome, fenced by the claim; None if the lease was lost.
 
     ``redispatch_after``: when the reaper re-publishes the next wake-up if nobody claimed it.
@@ -236,13 +247,17 @@ def commit(
     chain.append("step.started", c.owner, c.claimed_at, c.step, {"attempt": c.attempt})
     for kind, data in plan.events:
         chain.append(kind, c.owner, at, c.step, data)
-    step_rows.append(_step_row(c, c.attempt, plan.step_status, plan.outcome, plan.step_error, at,
-                               plan.step_traceback))
+    step_rows.append(
+        _step_row(
+            c, c.attempt, plan.step_status, plan.outcome, plan.step_error, at, plan.step_traceback
+        )
+    )
     wait_id = str(uuid.uuid4()) if plan.wait else None
     values = _run_values(c, plan, at, seq, redispatch_after)
     with db.begin() as conn:
-        if not transition(conn, c.run_id, plan.status, chain, values=values,
-                          fence=Fence(c.fencing, c.version)):
+        if not transition(
+            conn, c.run_id, plan.status, chain, values=values, fence=Fence(c.fencing, c.version)
+        ):
             conn.rollback()
             return None
         conn.execute(_INSERT_STEPS, step_rows)
@@ -301,7 +316,12 @@ def _lost_attempts(c: Claim, at: datetime, chain: Chain) -> list[dict[str, Any]]
 
 
 def _step_row(
-    c: Claim, attempt: int, status: str, outcome: str | None, error: str | None, at: datetime,
+    c: Claim,
+    attempt: int,
+    status: str,
+    outcome: str | None,
+    error: str | None,
+    at: datetime,
     traceback: str | None = None,
 ) -> dict[str, Any]:
     current = attempt == c.attempt  # else an attempt that died before committing
@@ -326,8 +346,13 @@ def _step_row(
 
 def _message_rows(c: Claim, messages: list[dict[str, Any]], at: datetime) -> list[dict[str, Any]]:
     return [
-        {"run_id": c.run_id, "idx": c.message_count + i, "seq": c.seq, "message": m,
-         "created_at": at}
+        {
+            "run_id": c.run_id,
+            "idx": c.message_count + i,
+            "seq": c.seq,
+            "message": m,
+            "created_at": at,
+        }
         for i, m in enumerate(messages, start=1)
     ]
 
@@ -380,7 +405,12 @@ def _consume_buffered_event(
         update(inbound_t).where(inbound_t.c.id == ev.id).values(consumed_at=at, wait_id=wait_id)
     )
     decide_locked(
-        conn, run_id, wait_id, "received", ev.actor or "system", ev.payload,
+        conn,
+        run_id,
+        wait_id,
+        "received",
+        ev.actor or "system",
+        ev.payload,
         extra={"received_at": ev.received_at.isoformat()},
     )
     return True

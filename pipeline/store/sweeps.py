@@ -41,8 +41,13 @@ class Sweep:
     errors: list[str] = field(default_factory=list)
 
 
-def _each(conn: Connection, rows: Sequence[Row[Any]], handle: Callable[[Row[Any]], T | None],
-          sweep: Sweep, what: str) -> list[T]:
+def _each(
+    conn: Connection,
+    rows: Sequence[Row[Any]],
+    handle: Callable[[Row[Any]], T | None],
+    sweep: Sweep,
+    what: str,
+) -> list[T]:
     """Handle each row in its own savepoint; log and skip a row that raises."""
     done: list[T] = []
     for row in rows:
@@ -63,9 +68,17 @@ def wake_due_sleepers(db: Database, redispatch_after: float) -> Sweep:
     sweep = Sweep()
     with db.begin() as conn:
         due = conn.execute(
-            select(runs_t.c.id, runs_t.c.workflow, runs_t.c.workflow_version, runs_t.c.step,
-                   runs_t.c.seq, runs_t.c.audit_seq, runs_t.c.audit_head, runs_t.c.wake_at,
-                   db_now().label("now"))
+            select(
+                runs_t.c.id,
+                runs_t.c.workflow,
+                runs_t.c.workflow_version,
+                runs_t.c.step,
+                runs_t.c.seq,
+                runs_t.c.audit_seq,
+                runs_t.c.audit_head,
+                runs_t.c.wake_at,
+                db_now().label("now"),
+            )
             .where(runs_t.c.status == RunStatus.SLEEPING.value, runs_t.c.wake_at <= db_now())
             .order_by(runs_t.c.wake_at)
             .limit(BATCH)
@@ -76,10 +89,17 @@ def wake_due_sleepers(db: Database, redispatch_after: float) -> Sweep:
             chain = Chain(r.id, r.audit_seq, r.audit_head)
             chain.append("run.woken", "reaper", r.now, r.step, {"wake_at": r.wake_at.isoformat()})
             moved = transition(
-                conn, r.id, RunStatus.PENDING, chain,
+                conn,
+                r.id,
+                RunStatus.PENDING,
+                chain,
                 guard=[runs_t.c.status == RunStatus.SLEEPING.value],
-                values={"wake_at": None, "published_at": r.now, "updated_at": r.now,
-                        "redispatch_at": r.now + timedelta(seconds=redispatch_after)},
+                values={
+                    "wake_at": None,
+                    "published_at": r.now,
+                    "updated_at": r.now,
+                    "redispatch_at": r.now + timedelta(seconds=redispatch_after),
+                },
             )
             return Wakeup(r.id, r.workflow, r.step, r.seq, r.workflow_version) if moved else None
 
@@ -102,13 +122,24 @@ def overdue_wakeups(db: Database, redispatch_after: float) -> Sweep:
     due_now = or_(runs_t.c.redispatch_at.is_(None), runs_t.c.redispatch_at <= db_now())
     cond = or_(
         and_(runs_t.c.status == RunStatus.PENDING.value, due_now),
-        and_(runs_t.c.status == RunStatus.RUNNING.value,
-             runs_t.c.lease_expires_at < db_now(), due_now),
+        and_(
+            runs_t.c.status == RunStatus.RUNNING.value,
+            runs_t.c.lease_expires_at < db_now(),
+            due_now,
+        ),
     )
     with db.begin() as conn:
         rows = conn.execute(
-            select(runs_t.c.id, runs_t.c.workflow, runs_t.c.workflow_version, runs_t.c.step,
-                   runs_t.c.seq, runs_t.c.status, runs_t.c.updated_at, db_now().label("now"))
+            select(
+                runs_t.c.id,
+                runs_t.c.workflow,
+                runs_t.c.workflow_version,
+                runs_t.c.step,
+                runs_t.c.seq,
+                runs_t.c.status,
+                runs_t.c.updated_at,
+                db_now().label("now"),
+            )
             .where(cond)
             .order_by(runs_t.c.redispatch_at)
             .limit(BATCH)
@@ -119,9 +150,14 @@ def overdue_wakeups(db: Database, redispatch_after: float) -> Sweep:
                 update(runs_t)
                 .where(runs_t.c.id == bindparam("w_id"))
                 .values(published_at=bindparam("w_now"), redispatch_at=bindparam("w_next")),
-                [{"w_id": r.id, "w_now": r.now,
-                  "w_next": r.now + timedelta(seconds=_gap(r, redispatch_after))}
-                 for r in rows],
+                [
+                    {
+                        "w_id": r.id,
+                        "w_now": r.now,
+                        "w_next": r.now + timedelta(seconds=_gap(r, redispatch_after)),
+                    }
+                    for r in rows
+                ],
             )
     sweep.wakeups = [Wakeup(r.id, r.workflow, r.step, r.seq, r.workflow_version) for r in rows]
     return sweep
@@ -153,7 +189,10 @@ def unclaimable_soon(db: Database, run_id: str, seq: int) -> None:
     with db.begin() as conn:
         conn.execute(
             update(runs_t)
-            .where(runs_t.c.id == run_id, runs_t.c.seq == seq,
-                   runs_t.c.status == RunStatus.PENDING.value)
+            .where(
+                runs_t.c.id == run_id,
+                runs_t.c.seq == seq,
+                runs_t.c.status == RunStatus.PENDING.value,
+            )
             .values(redispatch_at=db_now())
         )

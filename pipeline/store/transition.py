@@ -57,8 +57,15 @@ def transition(
     """
     audit = {"audit_seq": chain.seq, "audit_head": chain.head}
     if fence is not None:
-        params = {**values, **audit, "status": target.value, "version": fence.version + 1,
-                  "w_id": run_id, "w_fencing": fence.fencing, "w_version": fence.version}
+        params = {
+            **values,
+            **audit,
+            "status": target.value,
+            "version": fence.version + 1,
+            "w_id": run_id,
+            "w_fencing": fence.fencing,
+            "w_version": fence.version,
+        }
         won = conn.execute(_fenced(target), params).rowcount == 1
     else:
         stmt = (

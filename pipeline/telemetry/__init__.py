@@ -38,11 +38,18 @@ class StepScope:
         from opentelemetry import context, trace
 
         self.span = found.start_span(
-            f"{workflow}.{step}", context=spans.run_context(self.run_id),
+            f"{workflow}.{step}",
+            context=spans.run_context(self.run_id),
             kind=trace.SpanKind.CONSUMER,
-            attributes={"ravel.run_id": self.run_id, "ravel.workflow": workflow,
-                        "ravel.workflow_version": version, "ravel.step": step, "ravel.seq": seq,
-                        "ravel.attempt": attempt, "ravel.worker": self.worker or ""},
+            attributes={
+                "ravel.run_id": self.run_id,
+                "ravel.workflow": workflow,
+                "ravel.workflow_version": version,
+                "ravel.step": step,
+                "ravel.seq": seq,
+                "ravel.attempt": attempt,
+                "ravel.worker": self.worker or "",
+            },
         )
         self._token = context.attach(trace.set_span_in_context(self.span))
 
@@ -72,8 +79,9 @@ _scope: ContextVar[StepScope | None] = ContextVar("ravel_step_scope", default=No
 
 
 @contextmanager
-def step_scope(run_id: str, seq: int, step: str, workflow: str | None,
-               worker: str | None = None) -> Iterator[StepScope]:
+def step_scope(
+    run_id: str, seq: int, step: str, workflow: str | None, worker: str | None = None
+) -> Iterator[StepScope]:
     """Around one wake-up: log lines carry the run's fields; :func:`claimed` starts a span."""
     scope = StepScope(run_id, worker)
     token = _scope.set(scope)

@@ -38,8 +38,9 @@ def log_format() -> str:
     """
     value = (os.environ.get("RAVEL_LOG_FORMAT") or "text").strip().lower()
     if value not in ("text", "json"):
-        raise ConfigurationError(f"RAVEL_LOG_FORMAT={value!r} is not a log format; use text "
-                                 "or json")
+        raise ConfigurationError(
+            f"RAVEL_LOG_FORMAT={value!r} is not a log format; use text or json"
+        )
     return value
 
 
@@ -63,8 +64,9 @@ def bind(**fields: Any) -> None:
     _context.set({**_context.get(), **{k: v for k, v in fields.items() if v is not None}})
 
 
-def run_fields(run_id: str, workflow: str | None = None, step: str | None = None,
-               seq: int | None = None) -> dict[str, Any]:
+def run_fields(
+    run_id: str, workflow: str | None = None, step: str | None = None, seq: int | None = None
+) -> dict[str, Any]:
     """Fields for ``log.info(..., extra=run_fields(...))`` outside a step (reaper, API)."""
     found = {"run_id": run_id, "workflow": workflow, "step": step, "seq": seq}
     return {k: v for k, v in found.items() if v is not None}
@@ -120,8 +122,9 @@ class TextWithFields(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """The inner format, the run fields appended, secrets masked."""
         text = self.inner.format(record)
-        shown = [f"{k}={getattr(record, k)}" for k in FIELDS
-                 if getattr(record, k, None) is not None]
+        shown = [
+            f"{k}={getattr(record, k)}" for k in FIELDS if getattr(record, k, None) is not None
+        ]
         return _mask(text + (f" [{' '.join(shown)}]" if shown else ""))
 
 
@@ -142,5 +145,15 @@ def install(handlers: Iterable[logging.Handler], fmt: str | None = None) -> None
             handler.setFormatter(TextWithFields(current_format))
 
 
-__all__ = ["FIELDS", "JsonLines", "RunFields", "TextWithFields", "bind", "current", "install",
-           "log_format", "run_context", "run_fields"]
+__all__ = [
+    "FIELDS",
+    "JsonLines",
+    "RunFields",
+    "TextWithFields",
+    "bind",
+    "current",
+    "install",
+    "log_format",
+    "run_context",
+    "run_fields",
+]

@@ -57,8 +57,9 @@ def run_context(run_id: str) -> Any:
 
     rid = uuid.UUID(run_id)
     span_id = int.from_bytes(hashlib.sha256(b"ravel-run:" + rid.bytes).digest()[:8], "big")
-    parent = SpanContext(rid.int, span_id or 1, is_remote=True,
-                         trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    parent = SpanContext(
+        rid.int, span_id or 1, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)
+    )
     return trace.set_span_in_context(NonRecordingSpan(parent))
 
 
@@ -105,8 +106,10 @@ def _llm_attributes(span: Any, record: Any) -> None:
         span.set_attribute("gen_ai.response.id", str(record["id"]))
     if record.get("finish_reason"):
         span.set_attribute("gen_ai.response.finish_reasons", [str(record["finish_reason"])])
-    for key, attribute in (("prompt_tokens", "gen_ai.usage.input_tokens"),
-                           ("completion_tokens", "gen_ai.usage.output_tokens")):
+    for key, attribute in (
+        ("prompt_tokens", "gen_ai.usage.input_tokens"),
+        ("completion_tokens", "gen_ai.usage.output_tokens"),
+    ):
         if isinstance(usage.get(key), int):
             span.set_attribute(attribute, usage[key])
     if isinstance(record.get("cost_usd"), int | float):
@@ -123,30 +126,51 @@ def traced_call(ctx: StepContext, kind: str, name: str, call: Callable[[], T]) -
         return call()
     from opentelemetry import trace
 
-    parent = None if trace.get_current_span().get_span_context().is_valid \
-        else run_context(ctx.run_id)
+    parent = (
+        None if trace.get_current_span().get_span_context().is_valid else run_context(ctx.run_id)
+    )
     attributes: dict[str, Any] = {
-        "ravel.run_id": ctx.run_id, "ravel.workflow": ctx.workflow, "ravel.step": ctx.step,
-        "ravel.seq": ctx.seq, "ravel.attempt": ctx.attempt, "ravel.journal.name": name,
+        "ravel.run_id": ctx.run_id,
+        "ravel.workflow": ctx.workflow,
+        "ravel.step": ctx.step,
+        "ravel.seq": ctx.seq,
+        "ravel.attempt": ctx.attempt,
+        "ravel.journal.name": name,
     }
     if kind == "llm":
         span_name = "chat"
-        attributes.update({"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
-                           "gen_ai.system": "openai"})
+        attributes.update(
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "openai",
+                "gen_ai.system": "openai",
+            }
+        )
     elif kind == "tool":
         call_id = name.removeprefix("tool:")
         tool, arguments = _tool_call(ctx, call_id)
         span_name = f"execute_tool {tool}"
-        attributes.update({"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool,
-                           "gen_ai.tool.call.id": call_id, "gen_ai.tool.type": "function"})
+        attributes.update(
+            {
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": tool,
+                "gen_ai.tool.call.id": call_id,
+                "gen_ai.tool.type": "function",
+            }
+        )
         if arguments is not None:
             attributes["gen_ai.tool.call.arguments"] = _text(arguments)
     else:
         span_name = f"effect {name}"
     client = trace.SpanKind.CLIENT if kind in ("llm", "tool") else trace.SpanKind.INTERNAL
-    with found.start_as_current_span(span_name, context=parent, kind=client,
-                                     attributes=attributes, record_exception=False,
-                                     set_status_on_exception=False) as span:
+    with found.start_as_current_span(
+        span_name,
+        context=parent,
+        kind=client,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
         try:
             result = call()
         except Exception as exc:

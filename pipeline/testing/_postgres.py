@@ -20,6 +20,7 @@ DEFAULT_SETTINGS = {"shared_buffers": "16MB", "fsync": "on", "max_connections": 
 
 def bindir() -> Path:
     """The newest PostgreSQL server binaries: /usr/lib/postgresql/*/bin, else ``PATH``."""
+
     def version(path: str) -> int:
         found = re.search(r"/(\d+)/bin$", path)
         return int(found.group(1)) if found else 0
@@ -31,8 +32,10 @@ def bindir() -> Path:
     for folder in candidates:
         if (Path(folder) / "initdb").exists():
             return Path(folder)
-    raise ServerError("PostgreSQL server binaries (initdb, pg_ctl) are not in "
-                      "/usr/lib/postgresql/*/bin nor on PATH (apt-get install postgresql)")
+    raise ServerError(
+        "PostgreSQL server binaries (initdb, pg_ctl) are not in "
+        "/usr/lib/postgresql/*/bin nor on PATH (apt-get install postgresql)"
+    )
 
 
 def run_as() -> pwd.struct_passwd | None:
@@ -43,8 +46,10 @@ def run_as() -> pwd.struct_passwd | None:
     try:
         return pwd.getpwnam(SUPERUSER)
     except KeyError:
-        raise ServerError("PostgreSQL refuses to run as root and there is no 'postgres' "
-                          "account to run it as (useradd --system postgres)") from None
+        raise ServerError(
+            "PostgreSQL refuses to run as root and there is no 'postgres' "
+            "account to run it as (useradd --system postgres)"
+        ) from None
 
 
 class PostgresServer(Server):
@@ -64,8 +69,13 @@ class PostgresServer(Server):
     """
 
     def __init__(
-        self, folder: Path, port: int | None = None, *, database: str = "ravel",
-        settings: dict[str, str] | None = None, start: bool = True,
+        self,
+        folder: Path,
+        port: int | None = None,
+        *,
+        database: str = "ravel",
+        settings: dict[str, str] | None = None,
+        start: bool = True,
     ) -> None:
         """See the class docstring."""
         super().__init__(folder, port)
@@ -96,8 +106,12 @@ class PostgresServer(Server):
     def _prefix(self) -> list[str]:
         if self.account is None:
             return []
-        return ["setpriv", f"--reuid={self.account.pw_uid}", f"--regid={self.account.pw_gid}",
-                "--init-groups"]
+        return [
+            "setpriv",
+            f"--reuid={self.account.pw_uid}",
+            f"--regid={self.account.pw_gid}",
+            "--init-groups",
+        ]
 
     def _base(self) -> Path:
         if self.account is None:
@@ -118,14 +132,22 @@ class PostgresServer(Server):
     def _run(self, tool: str, *args: str, timeout: float = 60.0) -> str:
         argv = [*self._prefix(), str(self.bin / tool), *args]
         try:
-            done = subprocess.run(argv, cwd=self.base, capture_output=True, text=True,
-                                  timeout=timeout, stdin=subprocess.DEVNULL)
+            done = subprocess.run(
+                argv,
+                cwd=self.base,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+            )
         except subprocess.TimeoutExpired:
-            raise ServerError(f"{tool} did not finish in {timeout:.0f}s for {self}; "
-                              f"{self.log_tail()}") from None
+            raise ServerError(
+                f"{tool} did not finish in {timeout:.0f}s for {self}; {self.log_tail()}"
+            ) from None
         if done.returncode != 0:
-            raise ServerError(f"{tool} failed for {self}: {done.stderr.strip() or done.stdout}"
-                              f"\n{self.log_tail()}")
+            raise ServerError(
+                f"{tool} failed for {self}: {done.stderr.strip() or done.stdout}\n{self.log_tail()}"
+            )
         return done.stdout
 
     def _postmaster(self) -> int | None:
@@ -144,35 +166,75 @@ class PostgresServer(Server):
     def _launch(self, timeout: float) -> None:
         fresh = not (self.data / "PG_VERSION").exists()
         if fresh:
-            self._run("initdb", "-D", str(self.data), "-U", SUPERUSER, "-A", "trust",
-                      "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
+            self._run(
+                "initdb",
+                "-D",
+                str(self.data),
+                "-U",
+                SUPERUSER,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+                "--no-instructions",
+            )
             self.sockets.mkdir(exist_ok=True)
             if self.account is not None:
                 os.chown(self.sockets, self.account.pw_uid, self.account.pw_gid)
         else:
             self._remove_stale_locks()
-        options = [f"-p {self.port}", f"-k {self.sockets}", f"-c listen_addresses={LOOPBACK}",
-                   *(f"-c {name}={value}" for name, value in self.settings.items())]
+        options = [
+            f"-p {self.port}",
+            f"-k {self.sockets}",
+            f"-c listen_addresses={LOOPBACK}",
+            *(f"-c {name}={value}" for name, value in self.settings.items()),
+        ]
         # -w: pg_ctl returns once the server accepts connections, after any crash recovery.
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log_path), "-w",
-                  "-t", str(int(timeout)), "-o", " ".join(options), "start",
-                  timeout=timeout + 5)
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log_path),
+            "-w",
+            "-t",
+            str(int(timeout)),
+            "-o",
+            " ".join(options),
+            "start",
+            timeout=timeout + 5,
+        )
         if fresh:
-            self._run("createdb", "-h", LOOPBACK, "-p", str(self.port), "-U", SUPERUSER,
-                      self.database)
+            self._run(
+                "createdb", "-h", LOOPBACK, "-p", str(self.port), "-U", SUPERUSER, self.database
+            )
 
     def _remove_stale_locks(self) -> None:
         """Remove the lock files a killed postmaster leaves: while its pid is not yet reaped
         (or is reused), a new postmaster would take it for a live one and refuse to start."""
-        for lock in (self.data / "postmaster.pid",
-                     *self.sockets.glob(f".s.PGSQL.{self.port}*")):
+        for lock in (self.data / "postmaster.pid", *self.sockets.glob(f".s.PGSQL.{self.port}*")):
             lock.unlink(missing_ok=True)
 
     def _ready(self) -> bool:
-        return subprocess.run(
-            [str(self.bin / "pg_isready"), "-q", "-h", LOOPBACK, "-p", str(self.port),
-             "-U", SUPERUSER, "-d", self.database]
-        ).returncode == 0
+        return (
+            subprocess.run(
+                [
+                    str(self.bin / "pg_isready"),
+                    "-q",
+                    "-h",
+                    LOOPBACK,
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    SUPERUSER,
+                    "-d",
+                    self.database,
+                ]
+            ).returncode
+            == 0
+        )
 
     def stop(self, timeout: float = 30.0) -> None:
         """``pg_ctl stop -m fast``: clients are disconnected, everything committed is kept;
@@ -180,8 +242,18 @@ class PostgresServer(Server):
         if not self.running():
             return
         try:
-            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t",
-                      str(int(timeout)), "stop", timeout=timeout + 5)
+            self._run(
+                "pg_ctl",
+                "-D",
+                str(self.data),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "stop",
+                timeout=timeout + 5,
+            )
         except ServerError:
             self.kill()
 

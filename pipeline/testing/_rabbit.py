@@ -36,8 +36,9 @@ def scripts() -> Path:
     debian = Path("/usr/lib/rabbitmq/bin")
     if (debian / "rabbitmq-server").exists():
         return debian
-    return Path(os.path.realpath(which("rabbitmq-server", "apt-get install rabbitmq-server"))
-                ).parent
+    return Path(
+        os.path.realpath(which("rabbitmq-server", "apt-get install rabbitmq-server"))
+    ).parent
 
 
 class RabbitServer(ChildServer):
@@ -54,7 +55,11 @@ class RabbitServer(ChildServer):
     start_timeout = 90.0
 
     def __init__(
-        self, folder: Path, port: int | None = None, *, consumer_timeout_ms: int = 3_600_000,
+        self,
+        folder: Path,
+        port: int | None = None,
+        *,
+        consumer_timeout_ms: int = 3_600_000,
         start: bool = True,
     ) -> None:
         """See the class docstring."""
@@ -110,8 +115,11 @@ class RabbitServer(ChildServer):
     def _launch(self, timeout: float) -> None:
         if self.epmd is None or self.epmd.poll() is not None:
             epmd = which("epmd", "it comes with Erlang")
-            self.epmd = spawn([epmd, "-port", str(self.epmd_port), "-address", LOOPBACK],
-                              self.env, self.folder / "epmd.log")
+            self.epmd = spawn(
+                [epmd, "-port", str(self.epmd_port), "-address", LOOPBACK],
+                self.env,
+                self.folder / "epmd.log",
+            )
         self.proc = spawn([str(self.bin / "rabbitmq-server")], self.env, self.log_path)
 
     def _ready(self) -> bool:
@@ -128,13 +136,21 @@ class RabbitServer(ChildServer):
         """Run ``rabbitmqctl -n NODE <args>`` against this node; its output."""
         argv = [str(self.bin / "rabbitmqctl"), "-n", self.node, *args]
         try:
-            done = subprocess.run(argv, env=self.env, capture_output=True, text=True,
-                                  timeout=timeout, stdin=subprocess.DEVNULL)
+            done = subprocess.run(
+                argv,
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+            )
         except subprocess.TimeoutExpired:
             raise ServerError(f"rabbitmqctl {' '.join(args)} took over {timeout:.0f}s") from None
         if done.returncode != 0:
-            raise ServerError(f"rabbitmqctl {' '.join(args)} failed on {self.node}: "
-                              f"{(done.stderr or done.stdout).strip()[-2000:]}")
+            raise ServerError(
+                f"rabbitmqctl {' '.join(args)} failed on {self.node}: "
+                f"{(done.stderr or done.stdout).strip()[-2000:]}"
+            )
         return done.stdout
 
     def _shutdown(self, timeout: float) -> None:
@@ -146,8 +162,18 @@ class RabbitServer(ChildServer):
 
     def list_queues(self, vhost: str = "/") -> list[dict[str, Any]]:
         """Each queue's name, messages (ready + unacked), durable flag and type."""
-        out = self.ctl("-q", "list_queues", "-p", vhost, "name", "messages", "durable", "type",
-                       "--formatter", "json")
+        out = self.ctl(
+            "-q",
+            "list_queues",
+            "-p",
+            vhost,
+            "name",
+            "messages",
+            "durable",
+            "type",
+            "--formatter",
+            "json",
+        )
         queues: list[dict[str, Any]] = json.loads(out or "[]")
         return queues
 

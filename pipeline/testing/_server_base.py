@@ -53,7 +53,7 @@ def _stat(pid: int) -> tuple[str, int, int] | None:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = raw[raw.rindex(")") + 2:].split()  # the command name may hold spaces
+    fields = raw[raw.rindex(")") + 2 :].split()  # the command name may hold spaces
     return fields[0], int(fields[1]), int(fields[3])
 
 
@@ -87,8 +87,14 @@ def kill_all(pids: Sequence[int], timeout: float = 10.0) -> None:
 def spawn(argv: list[str], env: dict[str, str] | None, log: Path) -> subprocess.Popen[bytes]:
     """Start ``argv`` in its own session (so its whole tree can be killed), output to ``log``."""
     with open(log, "ab") as out:
-        return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            argv,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
 def end_session(proc: subprocess.Popen[bytes] | None) -> None:

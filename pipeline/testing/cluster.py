@@ -48,8 +48,13 @@ class Proc:
         self.log_path = log
         self._log = open(log, "ab")  # noqa: SIM115 - kept open for the child's lifetime
         self.popen = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            argv,
+            cwd=cwd,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
 
     @property
@@ -98,8 +103,11 @@ class Cluster:
         self.procs: list[Proc] = []
 
     def _env(self, extra: dict[str, str] | None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("RAVEL_", "CELERY_", "OPENAI_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("RAVEL_", "CELERY_", "OPENAI_"))
+        }
         env.update(self.env)
         env.update(extra or {})
         env["PYTHONPATH"] = str(ROOT)
@@ -107,15 +115,33 @@ class Cluster:
         return env
 
     def worker(
-        self, extra_env: dict[str, str] | None = None, concurrency: int = 2, ready: bool = True,
+        self,
+        extra_env: dict[str, str] | None = None,
+        concurrency: int = 2,
+        ready: bool = True,
         beat: bool = False,
     ) -> Proc:
         """Start ``celery -A tasks worker`` (prefork) on the test's queue."""
         name = f"w{len(self.procs)}-{uuid.uuid4().hex[:6]}"
         env = self._env(extra_env)
-        argv = [CELERY, "-A", "tasks", "worker", "--pool", "prefork", "-c", str(concurrency),
-                "-n", f"{name}@%h", "-E", "--without-gossip", "--without-mingle",
-                "--without-heartbeat", "--loglevel", "INFO"]
+        argv = [
+            CELERY,
+            "-A",
+            "tasks",
+            "worker",
+            "--pool",
+            "prefork",
+            "-c",
+            str(concurrency),
+            "-n",
+            f"{name}@%h",
+            "-E",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel",
+            "INFO",
+        ]
         # No -Q: the app's task_queues are the test's private queues (the default queue,
         # the reaper's, one per workflow version's step queue).
         if beat:
@@ -130,19 +156,35 @@ class Cluster:
     def beat(self, extra_env: dict[str, str] | None = None) -> Proc:
         """Start ``celery -A tasks beat`` (the reaper's schedule)."""
         name = f"beat{len(self.procs)}"
-        argv = [CELERY, "-A", "tasks", "beat", "--loglevel", "INFO",
-                "-s", str(self.logs / f"{name}-schedule")]
+        argv = [
+            CELERY,
+            "-A",
+            "tasks",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "-s",
+            str(self.logs / f"{name}-schedule"),
+        ]
         proc = Proc(name, argv, self._env(extra_env), self.logs / f"{name}.log")
         self.procs.append(proc)
         return proc
 
     def celery(
-        self, name: str, args: list[str], extra_env: dict[str, str] | None = None,
+        self,
+        name: str,
+        args: list[str],
+        extra_env: dict[str, str] | None = None,
         cwd: Path = ROOT,
     ) -> Proc:
         """Start ``celery -A tasks <args>`` (flower, a worker in another folder ...)."""
-        proc = Proc(name, [CELERY, "-A", "tasks", *args], self._env(extra_env),
-                    self.logs / f"{name}.log", cwd=cwd)
+        proc = Proc(
+            name,
+            [CELERY, "-A", "tasks", *args],
+            self._env(extra_env),
+            self.logs / f"{name}.log",
+            cwd=cwd,
+        )
         self.procs.append(proc)
         return proc
 

@@ -32,8 +32,11 @@ class InlineDispatcher:
         outcomes: list[StepOutcome] = []
         while self.queue and len(outcomes) < limit:
             w = self.queue.popleft()
-            outcomes.append(execute_step(w.run_id, w.seq, w.step, worker="inline",
-                                         workflow=w.workflow, version=w.version))
+            outcomes.append(
+                execute_step(
+                    w.run_id, w.seq, w.step, worker="inline", workflow=w.workflow, version=w.version
+                )
+            )
         return outcomes
 
 

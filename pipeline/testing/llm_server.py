@@ -278,4 +278,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.port_file is not None:
                 args.port_file.unlink(missing_ok=True)
     return 0
-

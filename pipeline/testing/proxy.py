@@ -108,8 +108,13 @@ class Proxy:
     """
 
     def __init__(
-        self, upstream_host: str, upstream_port: int, *, port: int = 0,
-        max_connections: int = 256, lifetime: float | None = None,
+        self,
+        upstream_host: str,
+        upstream_port: int,
+        *,
+        port: int = 0,
+        max_connections: int = 256,
+        lifetime: float | None = None,
     ) -> None:
         """See the class docstring."""
         self.upstream = (loopback_only(upstream_host), upstream_port)
@@ -124,8 +129,9 @@ class Proxy:
         self._delay = 0.0
         self._closed = threading.Event()
         self._deadline = None if lifetime is None else time.monotonic() + lifetime
-        self._acceptor = threading.Thread(target=self._accept_loop, name=f"proxy-{self.port}",
-                                          daemon=True)
+        self._acceptor = threading.Thread(
+            target=self._accept_loop, name=f"proxy-{self.port}", daemon=True
+        )
         self._acceptor.start()
         _OPEN.add(self)
 
@@ -149,8 +155,9 @@ class Proxy:
         """Reset every live connection, both sides, and refuse new ones until :meth:`heal`
         (or for ``for_seconds``). Returns how many connections were cut."""
         with self._lock:
-            self._cut_until = float("inf") if for_seconds is None else (
-                time.monotonic() + for_seconds)
+            self._cut_until = (
+                float("inf") if for_seconds is None else (time.monotonic() + for_seconds)
+            )
             links = list(self._links)
             self._stats = replace(self._stats, cut=self._stats.cut + len(links))
         for link in links:
@@ -171,7 +178,7 @@ class Proxy:
         self._closed.set()
         with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)  # stop listening now, not when accept
-        with contextlib.suppress(OSError):           # (polling it) lets go of the socket
+        with contextlib.suppress(OSError):  # (polling it) lets go of the socket
             self._listener.close()
         if threading.current_thread() is not self._acceptor:
             self._acceptor.join(timeout=1)
@@ -183,8 +190,9 @@ class Proxy:
 
     def _count(self, **more: int) -> None:
         with self._lock:
-            self._stats = replace(self._stats, **{
-                name: getattr(self._stats, name) + n for name, n in more.items()})
+            self._stats = replace(
+                self._stats, **{name: getattr(self._stats, name) + n for name, n in more.items()}
+            )
 
     def _accept_loop(self) -> None:
         while not self._closed.is_set():
@@ -216,10 +224,13 @@ class Proxy:
         with self._lock:
             self._links.add(link)
             self._stats = replace(self._stats, accepted=self._stats.accepted + 1)
-        for src, dst, counter in ((client, upstream, "bytes_up"),
-                                  (upstream, client, "bytes_down")):
-            threading.Thread(target=self._pump, args=(link, src, dst, counter),
-                             name=f"proxy-{self.port}-pump", daemon=True).start()
+        for src, dst, counter in ((client, upstream, "bytes_up"), (upstream, client, "bytes_down")):
+            threading.Thread(
+                target=self._pump,
+                args=(link, src, dst, counter),
+                name=f"proxy-{self.port}-pump",
+                daemon=True,
+            ).start()
 
     def _refuse(self, client: socket.socket) -> None:
         self._count(refused=1)  # first: whoever sees the drop may read the counter at once

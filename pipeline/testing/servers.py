@@ -57,7 +57,11 @@ class RedisServer(ChildServer):
     start_timeout = 10.0
 
     def __init__(
-        self, folder: Path, port: int | None = None, *, appendonly: bool = False,
+        self,
+        folder: Path,
+        port: int | None = None,
+        *,
+        appendonly: bool = False,
         start: bool = True,
     ) -> None:
         """See the class docstring."""
@@ -79,10 +83,23 @@ class RedisServer(ChildServer):
     def _launch(self, timeout: float) -> None:
         binary = which("redis-server", "apt-get install redis-server")
         self.proc = spawn(
-            [binary, "--port", str(self.port), "--bind", LOOPBACK, "--save", "",
-             "--appendonly", "yes" if self.appendonly else "no", "--dir", str(self.folder),
-             "--maxmemory-policy", "noeviction"],
-            None, self.log_path,
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                LOOPBACK,
+                "--save",
+                "",
+                "--appendonly",
+                "yes" if self.appendonly else "no",
+                "--dir",
+                str(self.folder),
+                "--maxmemory-policy",
+                "noeviction",
+            ],
+            None,
+            self.log_path,
         )
 
     def _ready(self) -> bool:
@@ -102,5 +119,3 @@ class RedisServer(ChildServer):
         reply = self.command("FLUSHALL")
         if not reply.startswith(b"+OK"):
             raise ServerError(f"FLUSHALL on {self} answered {reply!r}")
-
-

@@ -55,8 +55,11 @@ def _idempotency_key() -> str | None:
     if key is None:
         return None
     if not _KEY.match(key):
-        raise ApiError(400, "invalid_header", "the Idempotency-Key header must be 1 to 255 "
-                       "printable ASCII characters (e.g. a UUID)")
+        raise ApiError(
+            400,
+            "invalid_header",
+            "the Idempotency-Key header must be 1 to 255 printable ASCII characters (e.g. a UUID)",
+        )
     return key
 
 
@@ -68,20 +71,28 @@ def _run_for_key(key: str) -> RunView | None:
 
 def _same_request(run: RunView, workflow: str, data: dict[str, Any], key: str) -> None:
     if run.workflow != workflow or run.input != data:
-        raise ApiError(409, "idempotency_mismatch", f"the Idempotency-Key {key!r} was already "
-                       "used for a request with a different workflow or input; nothing was "
-                       "started. Send a new key for a new run, or the same body to get the run "
-                       "of the first request")
+        raise ApiError(
+            409,
+            "idempotency_mismatch",
+            f"the Idempotency-Key {key!r} was already "
+            "used for a request with a different workflow or input; nothing was "
+            "started. Send a new key for a new run, or the same body to get the run "
+            "of the first request",
+        )
 
 
 def _wait_id(payload: dict[str, Any]) -> str:
-    value = field(payload, "wait_id", str, example="the id of the wait you were shown "
-                  "(run.wait.id, a UUID)")
+    value = field(
+        payload, "wait_id", str, example="the id of the wait you were shown (run.wait.id, a UUID)"
+    )
     try:
         return str(uuid.UUID(value))
     except ValueError:
-        raise ApiError(400, "invalid_field", "the field wait_id must be the id of the wait you "
-                       "were shown (run.wait.id, a UUID)") from None
+        raise ApiError(
+            400,
+            "invalid_field",
+            "the field wait_id must be the id of the wait you were shown (run.wait.id, a UUID)",
+        ) from None
 
 
 @blueprint.get("/openapi.json")
@@ -119,8 +130,12 @@ def list_runs() -> Response:
     require(Role.VIEWER)
     args = query(("status", "workflow", "limit", "cursor"))
     before = decode_cursor(args["cursor"]) if "cursor" in args else None
-    page, cursor = runs_page(parse_status(args.get("status")), args.get("workflow"),
-                             parse_limit(args.get("limit"), 50, 500), before)
+    page, cursor = runs_page(
+        parse_status(args.get("status")),
+        args.get("workflow"),
+        parse_limit(args.get("limit"), 50, 500),
+        before,
+    )
     return _json({"runs": [r.to_json() for r in page], "next_cursor": cursor})
 
 
@@ -147,8 +162,9 @@ def list_approvals() -> Response:
     caller = require(Role.APPROVER)
     args = query(("workflow", "limit", "cursor"))
     before = decode_cursor(args["cursor"]) if "cursor" in args else None
-    found, cursor = approvals_page(caller, args.get("workflow"),
-                                   parse_limit(args.get("limit"), 50, 500), before)
+    found, cursor = approvals_page(
+        caller, args.get("workflow"), parse_limit(args.get("limit"), 50, 500), before
+    )
     return _json({"approvals": [a.to_json() for a in found], "next_cursor": cursor})
 
 
@@ -179,8 +195,7 @@ def reject(run_id: str) -> Response:
     payload = json_body(required=("wait_id",), optional=("reason",))
     wait_id = _wait_id(payload)
     reason = field(payload, "reason", str, None, example="a string or null")
-    result = api.reject(run_id, caller.principal, reason, wait_id=wait_id,
-                        groups=caller.groups)
+    result = api.reject(run_id, caller.principal, reason, wait_id=wait_id, groups=caller.groups)
     return _decided(run_id, result)
 
 
@@ -247,8 +262,9 @@ def http_error(exc: HTTPException) -> Response:
         message = f"{request.method} is not allowed on {request.path}; allowed: {allowed}"
         headers["Allow"] = allowed
     elif code == 404:
-        message = (f"no such route: {request.method} {request.path}; the routes are listed "
-                   "in openapi.json")
+        message = (
+            f"no such route: {request.method} {request.path}; the routes are listed in openapi.json"
+        )
     else:
         message = exc.description or exc.name or "error"
     return _json(body(name, message), code, headers)
@@ -261,8 +277,15 @@ blueprint.register_error_handler(HTTPException, http_error)
 def _unexpected(exc: Exception) -> Response:
     error_id = uuid.uuid4().hex[:12]
     log.error("error %s on %s %s", error_id, request.method, request.path, exc_info=exc)
-    return _json(body("internal_error", f"an unexpected error occurred; the server log has "
-                      f"the details under error id {error_id}", error_id=error_id), 500)
+    return _json(
+        body(
+            "internal_error",
+            f"an unexpected error occurred; the server log has "
+            f"the details under error id {error_id}",
+            error_id=error_id,
+        ),
+        500,
+    )
 
 
 __all__ = ["blueprint", "http_error"]

@@ -43,8 +43,7 @@ def mount(app: Flask, url_prefix: str = "", **options: Any) -> None:
     for exc_class in (NotFound, MethodNotAllowed):
         code = exc_class.code
         assert code is not None
-        previous: Handler | None = app.error_handler_spec.get(None, {}).get(code, {}).get(
-            exc_class)
+        previous: Handler | None = app.error_handler_spec.get(None, {}).get(code, {}).get(exc_class)
 
         def handler(exc: HTTPException, previous: Handler | None = previous) -> Any:
             if _under(ui):  # pages answer HTML, the API JSON

@@ -31,9 +31,11 @@ def _unauthorized(message: str, *, invalid: bool = False) -> ApiError:
 def _from_key() -> Caller:
     header = request.headers.get("Authorization", "")
     if not header.strip():
-        raise _unauthorized("this API needs an API key: send the header "
-                            "`Authorization: Bearer <key>` (an operator creates keys with "
-                            "`ravel keys create NAME --role viewer`)")
+        raise _unauthorized(
+            "this API needs an API key: send the header "
+            "`Authorization: Bearer <key>` (an operator creates keys with "
+            "`ravel keys create NAME --role viewer`)"
+        )
     scheme, _, secret = header.strip().partition(" ")
     secret = secret.strip()
     if scheme.lower() != "bearer" or not secret or len(secret) > 500:
@@ -44,15 +46,24 @@ def _from_key() -> Caller:
     except ConfigurationError as exc:
         # The reason names files on the server: for its operator, not for any caller.
         log.error("API keys cannot be loaded: %s", exc)
-        raise ApiError(503, "keys_misconfigured", "this server's API keys configuration cannot "
-                       "be read; its operator finds the reason in the server log") from None
+        raise ApiError(
+            503,
+            "keys_misconfigured",
+            "this server's API keys configuration cannot "
+            "be read; its operator finds the reason in the server log",
+        ) from None
     if not ring.keys:
-        raise _unauthorized("no API keys are configured on this server; its operator creates "
-                            "one with `ravel keys create NAME --role viewer`")
+        raise _unauthorized(
+            "no API keys are configured on this server; its operator creates "
+            "one with `ravel keys create NAME --role viewer`"
+        )
     found = ring.find(secret)
     if found is None:
-        raise _unauthorized("the API key is not valid (unknown or revoked); check the key, or "
-                            "ask an operator for a new one", invalid=True)
+        raise _unauthorized(
+            "the API key is not valid (unknown or revoked); check the key, or "
+            "ask an operator for a new one",
+            invalid=True,
+        )
     return found.caller()
 
 
@@ -80,8 +91,12 @@ def require(role: Role) -> Caller:
     caller = authenticate()
     if caller.role < role:
         who = f"the key {caller.key_name!r}" if caller.key_name else repr(caller.principal)
-        raise ApiError(403, "forbidden", f"{who} has the role {caller.role.label}; this needs "
-                       f"the role {role.label} or higher. Nothing was changed")
+        raise ApiError(
+            403,
+            "forbidden",
+            f"{who} has the role {caller.role.label}; this needs "
+            f"the role {role.label} or higher. Nothing was changed",
+        )
     return caller
 
 

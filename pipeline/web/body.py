@@ -35,27 +35,38 @@ def body_limit(configured: object = None) -> int:
         try:
             return max(1024, int(text))
         except ValueError:
-            raise ConfigurationError(f"RAVEL_API_MAX_BODY_BYTES={text!r} is not a whole "
-                                     "number of bytes; set e.g. 1048576") from None
+            raise ConfigurationError(
+                f"RAVEL_API_MAX_BODY_BYTES={text!r} is not a whole "
+                "number of bytes; set e.g. 1048576"
+            ) from None
     return max(MIN_BODY_BYTES, 4 * get_settings().max_input_bytes)
 
 
 def _raw(limit: int) -> bytes:
     length = request.content_length
     if length is not None and length > limit:
-        raise ApiError(413, "payload_too_large", f"the request body is {length} bytes, over "
-                       f"this server's {limit}-byte limit (RAVEL_API_MAX_BODY_BYTES); send less "
-                       "data, and store large data elsewhere with a reference in the input")
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"the request body is {length} bytes, over "
+            f"this server's {limit}-byte limit (RAVEL_API_MAX_BODY_BYTES); send less "
+            "data, and store large data elsewhere with a reference in the input",
+        )
     data = request.stream.read(limit + 1)  # a body without Content-Length is cut here
     if len(data) > limit:
-        raise ApiError(413, "payload_too_large", f"the request body is over this server's "
-                       f"{limit}-byte limit (RAVEL_API_MAX_BODY_BYTES); send less data")
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"the request body is over this server's "
+            f"{limit}-byte limit (RAVEL_API_MAX_BODY_BYTES); send less data",
+        )
     return data
 
 
 def _is_json(mimetype: str) -> bool:
     return mimetype == "application/json" or (
-        mimetype.startswith("application/") and mimetype.endswith("+json"))
+        mimetype.startswith("application/") and mimetype.endswith("+json")
+    )
 
 
 def _reject_constant(name: str) -> Any:
@@ -80,22 +91,37 @@ def parse_json(
     if data.strip():
         if not _is_json(mimetype):
             sent = mimetype or "no Content-Type"
-            raise ApiError(415, "unsupported_media_type", f"the body must be JSON, sent with "
-                           f"`Content-Type: application/json` (this request sent {sent})")
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                f"the body must be JSON, sent with "
+                f"`Content-Type: application/json` (this request sent {sent})",
+            )
         try:
             value = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
         except RecursionError:
-            raise ApiError(422, "invalid_input", f"the request body is nested more than "
-                           f"{MAX_DEPTH} levels deep; flatten it") from None
+            raise ApiError(
+                422,
+                "invalid_input",
+                f"the request body is nested more than {MAX_DEPTH} levels deep; flatten it",
+            ) from None
         except UnicodeDecodeError:
-            raise ApiError(400, "invalid_json", "the request body is not UTF-8 text; send "
-                           "JSON encoded as UTF-8") from None
+            raise ApiError(
+                400,
+                "invalid_json",
+                "the request body is not UTF-8 text; send JSON encoded as UTF-8",
+            ) from None
         except ValueError as exc:
-            raise ApiError(400, "invalid_json", f"the request body is not valid JSON ({exc}); "
-                           'send a JSON object such as {"input": {"order_id": 42}}') from None
+            raise ApiError(
+                400,
+                "invalid_json",
+                f"the request body is not valid JSON ({exc}); "
+                'send a JSON object such as {"input": {"order_id": 42}}',
+            ) from None
     if not isinstance(value, dict):
-        raise ApiError(400, "invalid_body", f"the request body must be a JSON object, not "
-                       f"{_kind(value)}")
+        raise ApiError(
+            400, "invalid_body", f"the request body must be a JSON object, not {_kind(value)}"
+        )
     _check_fields(value, required, optional, "the request body")
     return value
 
@@ -108,12 +134,19 @@ def _check_fields(
     if unknown:
         names = ", ".join(repr(u[:100]) for u in unknown[:10])
         accepted = ", ".join(allowed) or "none"
-        raise ApiError(400, "unknown_field", f"{where} has unknown fields {names}; the fields "
-                       f"accepted here are: {accepted}")
+        raise ApiError(
+            400,
+            "unknown_field",
+            f"{where} has unknown fields {names}; the fields accepted here are: {accepted}",
+        )
     missing = [name for name in required if name not in given]
     if missing:
-        raise ApiError(400, "missing_field", f"{where} lacks the required field"
-                       f"{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+        raise ApiError(
+            400,
+            "missing_field",
+            f"{where} lacks the required field"
+            f"{'s' if len(missing) > 1 else ''} {', '.join(missing)}",
+        )
 
 
 def query(allowed: Collection[str]) -> dict[str, str]:
@@ -126,14 +159,24 @@ def query_args(args: Mapping[str, list[str]], allowed: Collection[str]) -> dict[
     _check_fields(list(args), (), allowed, "the query string")
     for name, values in args.items():
         if len(values) > 1:
-            raise ApiError(400, "invalid_query", f"the query parameter {name} is given more "
-                           "than once; give it once")
+            raise ApiError(
+                400,
+                "invalid_query",
+                f"the query parameter {name} is given more than once; give it once",
+            )
     return {name: values[0] for name, values in args.items()}
 
 
 def _kind(value: Any) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
-             int: "a number", float: "a number", type(None): "null"}
+    names = {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }
     return names.get(type(value), type(value).__name__)
 
 
@@ -145,12 +188,21 @@ def field(body: Mapping[str, Any], name: str, *kinds: type | None, example: str)
         return None
     allowed = tuple(k for k in kinds if k is not None)
     ok = (value is None and None in kinds) or (
-        isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed))
+        isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
+    )
     if not ok:
-        raise ApiError(400, "invalid_field", f"the field {name} must be {example}, not "
-                       f"{_kind(value)}")
+        raise ApiError(
+            400, "invalid_field", f"the field {name} must be {example}, not {_kind(value)}"
+        )
     return value
 
 
-__all__ = ["body_limit", "field", "json_body", "max_body_bytes", "parse_json", "query",
-           "query_args"]
+__all__ = [
+    "body_limit",
+    "field",
+    "json_body",
+    "max_body_bytes",
+    "parse_json",
+    "query",
+    "query_args",
+]

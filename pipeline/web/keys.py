@@ -129,12 +129,15 @@ def check_name(value: Any, what: str) -> str:
 
 def _entry(raw: Any, where: str) -> ApiKey:
     if not isinstance(raw, dict):
-        raise ConfigurationError(f"{where} must be a table of name, principal, roles, groups, "
-                                 "sha256")
+        raise ConfigurationError(
+            f"{where} must be a table of name, principal, roles, groups, sha256"
+        )
     unknown = sorted(set(raw) - _FIELDS)
     if unknown:
-        raise ConfigurationError(f"{where} has unknown fields {', '.join(unknown)}; "
-                                 f"fields are: {', '.join(sorted(_FIELDS))}")
+        raise ConfigurationError(
+            f"{where} has unknown fields {', '.join(unknown)}; "
+            f"fields are: {', '.join(sorted(_FIELDS))}"
+        )
     for required in ("name", "roles", "sha256"):
         if required not in raw:
             raise ConfigurationError(f"{where} lacks {required!r}")
@@ -142,16 +145,19 @@ def _entry(raw: Any, where: str) -> ApiKey:
     principal = check_name(raw.get("principal", name), f"key {name!r}: principal")
     roles, groups = raw["roles"], raw.get("groups", [])
     if not isinstance(roles, list) or not roles:
-        raise ConfigurationError(f"key {name!r}: roles must be a non-empty list, e.g. "
-                                 '["approver"]')
+        raise ConfigurationError(f'key {name!r}: roles must be a non-empty list, e.g. ["approver"]')
     if not isinstance(groups, list):
-        raise ConfigurationError(f"key {name!r}: groups must be a list, e.g. [\"finance\"]")
+        raise ConfigurationError(f'key {name!r}: groups must be a list, e.g. ["finance"]')
     hashed = raw["sha256"]
     if not isinstance(hashed, str) or not _HEX64.match(hashed):
-        raise ConfigurationError(f"key {name!r}: sha256 must be 64 lowercase hex digits (the "
-                                 "hash `ravel keys create` writes, never the key itself)")
+        raise ConfigurationError(
+            f"key {name!r}: sha256 must be 64 lowercase hex digits (the "
+            "hash `ravel keys create` writes, never the key itself)"
+        )
     return ApiKey(
-        name, principal, tuple(Role.parse(r) for r in roles),
+        name,
+        principal,
+        tuple(Role.parse(r) for r in roles),
         tuple(check_name(g, f"key {name!r}: group").removeprefix("group:") for g in groups),
         hashed,
     )
@@ -162,12 +168,15 @@ def parse(text: str, path: Path) -> list[ApiKey]:
     try:
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except ValueError as exc:
-        raise ConfigurationError(f"the API keys file {path} is not valid "
-                                 f"{'JSON' if path.suffix == '.json' else 'TOML'}: {exc}") from None
+        raise ConfigurationError(
+            f"the API keys file {path} is not valid "
+            f"{'JSON' if path.suffix == '.json' else 'TOML'}: {exc}"
+        ) from None
     raw = data.get("keys", []) if isinstance(data, dict) else None
     if not isinstance(raw, list) or (isinstance(data, dict) and set(data) - {"keys"}):
-        raise ConfigurationError(f"the API keys file {path} must hold only a list `keys` of "
-                                 "entries ([[keys]] tables)")
+        raise ConfigurationError(
+            f"the API keys file {path} must hold only a list `keys` of entries ([[keys]] tables)"
+        )
     try:
         found = [_entry(item, f"keys[{i}]") for i, item in enumerate(raw)]
     except ConfigurationError as exc:
@@ -243,10 +252,24 @@ def _toml(keys: Iterable[ApiKey]) -> str:
 
 def _write(path: Path, keys: list[ApiKey]) -> None:
     if path.suffix == ".json":
-        body = json.dumps({"keys": [
-            {"name": k.name, "principal": k.principal, "roles": [r.label for r in k.roles],
-             "groups": list(k.groups), "sha256": k.sha256} for k in keys
-        ]}, indent=2) + "\n"
+        body = (
+            json.dumps(
+                {
+                    "keys": [
+                        {
+                            "name": k.name,
+                            "principal": k.principal,
+                            "roles": [r.label for r in k.roles],
+                            "groups": list(k.groups),
+                            "sha256": k.sha256,
+                        }
+                        for k in keys
+                    ]
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     else:
         body = _toml(keys)
     parse(body, path)  # never write a file the server would refuse
@@ -259,7 +282,11 @@ def _write(path: Path, keys: list[ApiKey]) -> None:
 
 
 def create(
-    path: Path, name: str, *, principal: str | None, roles: Iterable[str],
+    path: Path,
+    name: str,
+    *,
+    principal: str | None,
+    roles: Iterable[str],
     groups: Iterable[str],
 ) -> tuple[str, ApiKey]:
     """Add a key to ``path`` and return (the secret, its entry). The secret is not stored.
@@ -270,11 +297,21 @@ def create(
     keys = list(load(path).keys)
     check_name(name, "the key name")
     if any(k.name == name for k in keys):
-        raise ConfigurationError(f"a key named {name!r} exists in {path}; pick another name or "
-                                 f"revoke it first (`ravel keys revoke {name}`)")
+        raise ConfigurationError(
+            f"a key named {name!r} exists in {path}; pick another name or "
+            f"revoke it first (`ravel keys revoke {name}`)"
+        )
     secret = new_secret()
-    entry = _entry({"name": name, "principal": principal or name, "roles": list(roles),
-                    "groups": list(groups), "sha256": digest(secret)}, f"key {name!r}")
+    entry = _entry(
+        {
+            "name": name,
+            "principal": principal or name,
+            "roles": list(roles),
+            "groups": list(groups),
+            "sha256": digest(secret),
+        },
+        f"key {name!r}",
+    )
     _write(path, [*keys, entry])
     return secret, entry
 
@@ -289,5 +326,16 @@ def revoke(path: Path, name: str) -> ApiKey:
     return found
 
 
-__all__ = ["ApiKey", "Caller", "KeyRing", "Role", "create", "digest", "keys_file", "load",
-           "new_secret", "parse", "revoke"]
+__all__ = [
+    "ApiKey",
+    "Caller",
+    "KeyRing",
+    "Role",
+    "create",
+    "digest",
+    "keys_file",
+    "load",
+    "new_secret",
+    "parse",
+    "revoke",
+]

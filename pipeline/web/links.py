@@ -94,12 +94,24 @@ def _proposal(wait: WaitView | None) -> str | None:
     return json.dumps(wait.data, indent=2, ensure_ascii=False, sort_keys=True)
 
 
-def _page(title: str, status: int, *, message: str | None = None,
-          state: LinkState | None = None, token: str | None = None) -> Response:
+def _page(
+    title: str,
+    status: int,
+    *,
+    message: str | None = None,
+    state: LinkState | None = None,
+    token: str | None = None,
+) -> Response:
     form = state is not None and state.usable and token is not None
     html = render_template_string(
-        _PAGE, title=title, message=message, state=state, when=_when, form=form,
-        proposal=_proposal(state.wait if state else None), token=token,
+        _PAGE,
+        title=title,
+        message=message,
+        state=state,
+        when=_when,
+        form=form,
+        proposal=_proposal(state.wait if state else None),
+        token=token,
         max_reason=MAX_REASON_CHARS,
         action=url_for(".decide", run_id=state.run.id) if form and state else None,
     )
@@ -110,8 +122,9 @@ def _run_id(text: str) -> str:
     try:
         return str(uuid.UUID(text))
     except ValueError:
-        raise LinkNotFound("this approval link is not valid: check that it was copied "
-                           "whole, or ask for a new one") from None
+        raise LinkNotFound(
+            "this approval link is not valid: check that it was copied whole, or ask for a new one"
+        ) from None
 
 
 def _refusal(exc: errors.PipelineError, state: LinkState | None = None) -> Response:
@@ -139,8 +152,9 @@ def show(run_id: str, token: str) -> Response:
 
 def _form() -> dict[str, str]:
     if request.content_length is None or request.content_length > MAX_FORM_BYTES:
-        raise errors.InvalidInput(f"send the form as it is shown (at most {MAX_FORM_BYTES} "
-                                  "bytes, with a Content-Length)")
+        raise errors.InvalidInput(
+            f"send the form as it is shown (at most {MAX_FORM_BYTES} bytes, with a Content-Length)"
+        )
     if request.mimetype != "application/x-www-form-urlencoded":
         raise errors.InvalidInput("send the form as it is shown (a urlencoded form)")
     return {k: request.form.get(k, "") for k in ("token", "decision", "reason")}
@@ -155,15 +169,20 @@ def decide(run_id: str) -> Response:
         if decision is None:
             raise errors.InvalidInput("choose Approve or Reject")
         reason = form["reason"].strip()[:MAX_REASON_CHARS] or None
-        result = use_link(_run_id(run_id), form["token"], decision,
-                          reason if decision == "rejected" else None)
+        result = use_link(
+            _run_id(run_id), form["token"], decision, reason if decision == "rejected" else None
+        )
     except errors.PipelineError as exc:
         return _refusal(exc)
     verb = "Approved" if result.decision == "approved" else "Rejected"
     under = f" (as {result.principal})" if result.principal != result.actor else ""
     at = _when(result.at)
-    return _page(verb, 200, message=f"{verb} by {result.actor}{under} at {at}. The run goes "
-                 "on; this link cannot be used again.")
+    return _page(
+        verb,
+        200,
+        message=f"{verb} by {result.actor}{under} at {at}. The run goes "
+        "on; this link cannot be used again.",
+    )
 
 
 @blueprint.after_request
@@ -175,7 +194,8 @@ def _headers(response: Response) -> Response:
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = (
         "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'")
+        "frame-ancestors 'none'; base-uri 'none'"
+    )
     return response
 
 
@@ -187,8 +207,12 @@ def _unexpected(exc: Exception) -> Any:
         return _page(exc.name or "Error", exc.code or 500, message=exc.description)
     error_id = uuid.uuid4().hex[:12]
     log.error("error %s on %s %s", error_id, request.method, request.path, exc_info=exc)
-    return _page("Something went wrong", 500, message=f"an unexpected error occurred; the "
-                 f"server log has the details under error id {error_id}")
+    return _page(
+        "Something went wrong",
+        500,
+        message=f"an unexpected error occurred; the "
+        f"server log has the details under error id {error_id}",
+    )
 
 
 __all__ = ["MAX_FORM_BYTES", "blueprint"]

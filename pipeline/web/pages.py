@@ -47,9 +47,13 @@ def decode_cursor(cursor: str) -> Position:
             raise ValueError("naive")
         return when, str(uuid.UUID(run_id))
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-        raise ApiError(400, "invalid_cursor", "the cursor is not one this API returned; use "
-                       "the next_cursor of the previous page, or start again without "
-                       "cursor") from None
+        raise ApiError(
+            400,
+            "invalid_cursor",
+            "the cursor is not one this API returned; use "
+            "the next_cursor of the previous page, or start again without "
+            "cursor",
+        ) from None
 
 
 def parse_status(text: str | None) -> str | None:
@@ -60,8 +64,9 @@ def parse_status(text: str | None) -> str | None:
         return RunStatus(text).value
     except ValueError:
         choices = ", ".join(s.value for s in RunStatus)
-        raise ApiError(400, "invalid_query", f"unknown status {text[:50]!r}; use one of: "
-                       f"{choices}") from None
+        raise ApiError(
+            400, "invalid_query", f"unknown status {text[:50]!r}; use one of: {choices}"
+        ) from None
 
 
 def parse_limit(text: str | None, default: int, maximum: int) -> int:
@@ -69,8 +74,9 @@ def parse_limit(text: str | None, default: int, maximum: int) -> int:
     if text is None:
         return default
     if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= maximum:
-        raise ApiError(400, "invalid_query", f"limit must be an integer from 1 to {maximum}, "
-                       f"not {text[:20]!r}")
+        raise ApiError(
+            400, "invalid_query", f"limit must be an integer from 1 to {maximum}, not {text[:20]!r}"
+        )
     return int(text)
 
 
@@ -95,8 +101,13 @@ class OpenApproval:
     def to_json(self) -> dict[str, Any]:
         """``{run_id, workflow, step, as, wait}``."""
         assert self.run.wait is not None
-        return {"run_id": self.run.id, "workflow": self.run.workflow, "step": self.run.step,
-                "as": self.principal, "wait": self.run.wait.to_json()}
+        return {
+            "run_id": self.run.id,
+            "workflow": self.run.workflow,
+            "step": self.run.step,
+            "as": self.principal,
+            "wait": self.run.wait.to_json(),
+        }
 
 
 def approvals_page(
@@ -128,5 +139,12 @@ def approvals_page(
             return found, more
 
 
-__all__ = ["OpenApproval", "approvals_page", "decode_cursor", "encode_cursor", "parse_limit",
-           "parse_status", "runs_page"]
+__all__ = [
+    "OpenApproval",
+    "approvals_page",
+    "decode_cursor",
+    "encode_cursor",
+    "parse_limit",
+    "parse_status",
+    "runs_page",
+]

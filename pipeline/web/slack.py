@@ -44,23 +44,34 @@ blueprint = Blueprint("ravel_slack", __name__)
 #: Slack's interaction payloads are a few KB; anything far larger is not one.
 MAX_BODY_BYTES = 64 * 1024
 #: Decisions that close the question for everyone: the message loses its buttons.
-_CLOSED = (errors.WaitAlreadyDecided, errors.WaitExpired, errors.WaitNotFound,
-           errors.NotWaiting, errors.RunNotFound)
+_CLOSED = (
+    errors.WaitAlreadyDecided,
+    errors.WaitExpired,
+    errors.WaitNotFound,
+    errors.NotWaiting,
+    errors.RunNotFound,
+)
 
 
 def _signing_secret() -> str:
-    secret = current_app.config.get("RAVEL_SLACK_SIGNING_SECRET") or slack_settings(
-    ).signing_secret
+    secret = current_app.config.get("RAVEL_SLACK_SIGNING_SECRET") or slack_settings().signing_secret
     if not secret:
-        raise ApiError(503, "configuration_error", "SLACK_SIGNING_SECRET is not set on this "
-                       "server, so Slack's requests cannot be verified; set it to the app's "
-                       "Signing Secret (Basic Information in the Slack app settings)")
+        raise ApiError(
+            503,
+            "configuration_error",
+            "SLACK_SIGNING_SECRET is not set on this "
+            "server, so Slack's requests cannot be verified; set it to the app's "
+            "Signing Secret (Basic Information in the Slack app settings)",
+        )
     return str(secret)
 
 
 def _unsigned(why: str) -> ApiError:
-    return ApiError(401, "unauthorized", f"{why}; this endpoint only accepts requests signed "
-                    "by Slack. Nothing was changed")
+    return ApiError(
+        401,
+        "unauthorized",
+        f"{why}; this endpoint only accepts requests signed by Slack. Nothing was changed",
+    )
 
 
 def verified_body() -> bytes:
@@ -70,15 +81,18 @@ def verified_body() -> bytes:
     timestamp = request.headers.get("X-Slack-Request-Timestamp")
     signature = request.headers.get("X-Slack-Signature")
     if not timestamp or not signature:
-        raise _unsigned("the request lacks the X-Slack-Request-Timestamp or X-Slack-Signature "
-                        "header")
+        raise _unsigned(
+            "the request lacks the X-Slack-Request-Timestamp or X-Slack-Signature header"
+        )
     try:
         valid = SignatureVerifier(secret).is_valid(raw, timestamp, signature)
     except (ValueError, OverflowError):  # the verifier calls int() on the timestamp
         valid = False
     if not valid:
-        raise _unsigned("the request's signature is not valid (another signing secret, a body "
-                        "altered after signing, or a timestamp more than 5 minutes off)")
+        raise _unsigned(
+            "the request's signature is not valid (another signing secret, a body "
+            "altered after signing, or a timestamp more than 5 minutes off)"
+        )
     return raw
 
 
@@ -90,8 +104,11 @@ def _payload(raw: bytes) -> dict[str, Any]:
     except (UnicodeDecodeError, ValueError, RecursionError):
         payload = None
     if not isinstance(payload, dict):
-        raise ApiError(400, "invalid_body", "the body must be a form with one field `payload` "
-                       "holding Slack's interaction JSON")
+        raise ApiError(
+            400,
+            "invalid_body",
+            "the body must be a form with one field `payload` holding Slack's interaction JSON",
+        )
     return payload
 
 
@@ -106,13 +123,16 @@ def _text(value: Any) -> str | None:
 def _click(payload: dict[str, Any]) -> tuple[str, str] | None:
     """(action id, wait id) of the first Approve or Reject button in ``payload``."""
     for action in payload.get("actions") or []:
-        if isinstance(action, dict) and action.get("action_id") in (message.APPROVE,
-                                                                    message.REJECT):
+        if isinstance(action, dict) and action.get("action_id") in (
+            message.APPROVE,
+            message.REJECT,
+        ):
             try:
                 wait_id = str(uuid.UUID(str(action.get("value"))))
             except ValueError:
-                raise ApiError(400, "invalid_field", "the button's value is not a wait id"
-                               ) from None
+                raise ApiError(
+                    400, "invalid_field", "the button's value is not a wait id"
+                ) from None
             return str(action["action_id"]), wait_id
     return None
 
@@ -134,11 +154,15 @@ def _respond(url: str | None, outcome: str, original: Any, *, replace: bool) -> 
     def send() -> None:
         try:
             answer = WebhookClient(url, timeout=timeout).send(
-                text=text, blocks=blocks, replace_original=replace,
-                response_type=None if replace else "ephemeral")
+                text=text,
+                blocks=blocks,
+                replace_original=replace,
+                response_type=None if replace else "ephemeral",
+            )
             if answer.status_code != 200:
-                log.warning("Slack's response_url answered %s: %s", answer.status_code,
-                            answer.body[:200])
+                log.warning(
+                    "Slack's response_url answered %s: %s", answer.status_code, answer.body[:200]
+                )
         except Exception as exc:
             log.warning("updating the Slack message failed: %s", str(exc)[:300])
 
@@ -147,8 +171,11 @@ def _respond(url: str | None, outcome: str, original: Any, *, replace: bool) -> 
 
 def _decided(result: WaitResult) -> str:
     verb = "Approved" if result.decision == "approved" else "Rejected"
-    under = f" (as {result.principal})" if result.principal and result.principal != (
-        result.actor) else ""
+    under = (
+        f" (as {result.principal})"
+        if result.principal and result.principal != (result.actor)
+        else ""
+    )
     at = f" at {result.at:%Y-%m-%d %H:%M:%S} UTC" if result.at else ""
     return f"{verb} by {result.actor}{under}{at}."
 
@@ -158,8 +185,7 @@ def _decide(action: str, wait_id: str, person: slack_users.SlackUser) -> WaitRes
     if run_id is None:
         raise errors.WaitNotFound("this approval no longer exists")
     if action == message.APPROVE:
-        return api.approve(run_id, person.principal, None, wait_id=wait_id,
-                           groups=person.groups)
+        return api.approve(run_id, person.principal, None, wait_id=wait_id, groups=person.groups)
     return api.reject(run_id, person.principal, None, wait_id=wait_id, groups=person.groups)
 
 
@@ -177,11 +203,20 @@ def slack_actions() -> Response:
     original = _object(payload.get("message")).get("blocks")
     person = slack_users.load(users_path()).find(team_id, user_id)
     if person is None:
-        log.warning("Slack user %s of team %s clicked on approval %s but is not in the Slack "
-                    "users file", str(user_id)[:40], str(team_id)[:40], wait_id)
-        _respond(url, f"Your Slack account ({user_id}) is not mapped to a Ravel principal, so "
-                 "it cannot decide approvals; an operator adds it to the Slack users file "
-                 "(RAVEL_SLACK_USERS_FILE).", None, replace=False)
+        log.warning(
+            "Slack user %s of team %s clicked on approval %s but is not in the Slack users file",
+            str(user_id)[:40],
+            str(team_id)[:40],
+            wait_id,
+        )
+        _respond(
+            url,
+            f"Your Slack account ({user_id}) is not mapped to a Ravel principal, so "
+            "it cannot decide approvals; an operator adds it to the Slack users file "
+            "(RAVEL_SLACK_USERS_FILE).",
+            None,
+            replace=False,
+        )
         return Response(status=200)
     try:
         result = _decide(action, wait_id, person)

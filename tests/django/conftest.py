@@ -34,11 +34,13 @@ if not settings.configured:
         ],
         ROOT_URLCONF="tests.django.urls",
         DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
-        TEMPLATES=[{
-            "BACKEND": "django.template.backends.django.DjangoTemplates",
-            "APP_DIRS": True,
-            "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
-        }],
+        TEMPLATES=[
+            {
+                "BACKEND": "django.template.backends.django.DjangoTemplates",
+                "APP_DIRS": True,
+                "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+            }
+        ],
         LOGIN_URL="/login/",
         PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
         USE_TZ=True,

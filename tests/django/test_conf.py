@@ -12,16 +12,24 @@ from pipeline.contrib.django.identity import groups_of, role_of
 from pipeline.web.keys import Role
 
 
-@pytest.mark.parametrize(("block", "message"), [
-    ([], "settings.RAVEL must be a dict, not list"),
-    ({"APPROVERS": ["finance"]}, "settings.RAVEL has unknown keys APPROVERS; the keys are: "
-     "VIEW_PERMISSION, APPROVE_PERMISSION, OPERATE_PERMISSION, BASE_TEMPLATE"),
-    ({"APPROVE_PERMISSION": "approve"}, "must be None or a permission 'app_label.codename'"),
-    ({"BASE_TEMPLATE": ""}, "settings.RAVEL['BASE_TEMPLATE'] must be a template name"),
-])
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ([], "settings.RAVEL must be a dict, not list"),
+        (
+            {"APPROVERS": ["finance"]},
+            "settings.RAVEL has unknown keys APPROVERS; the keys are: "
+            "VIEW_PERMISSION, APPROVE_PERMISSION, OPERATE_PERMISSION, BASE_TEMPLATE",
+        ),
+        ({"APPROVE_PERMISSION": "approve"}, "must be None or a permission 'app_label.codename'"),
+        ({"BASE_TEMPLATE": ""}, "settings.RAVEL['BASE_TEMPLATE'] must be a template name"),
+    ],
+)
 def test_a_bad_block_is_refused_naming_the_problem(block: Any, message: str) -> None:
-    with pytest.raises(ImproperlyConfigured, match=message.replace("[", r"\[").replace(
-            "(", r"\(").replace(")", r"\)")):
+    with pytest.raises(
+        ImproperlyConfigured,
+        match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)"),
+    ):
         parse(block)
 
 
@@ -37,7 +45,10 @@ def test_roles_come_from_permissions_and_groups_from_django(people: dict[str, An
     alice, bob, olga = people["alice"], people["bob"], people["olga"]
     defaults = Options()
     assert [role_of(u, defaults) for u in (alice, bob, olga)] == [
-        Role.APPROVER, Role.APPROVER, Role.OPERATOR]
+        Role.APPROVER,
+        Role.APPROVER,
+        Role.OPERATOR,
+    ]
     assert groups_of(alice) == ("finance",) and groups_of(bob) == ()
 
     strict = Options(approve_permission="auth.change_group", view_permission="auth.view_group")

@@ -4,7 +4,6 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(template_name="ravel/problem.html"),
-         name="login"),
+    path("login/", auth_views.LoginView.as_view(template_name="ravel/problem.html"), name="login"),
     path("ravel/", include("pipeline.contrib.django.urls")),
 ]

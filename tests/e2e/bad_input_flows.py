@@ -21,8 +21,9 @@ def go_b(ctx: StepContext) -> Any:
     return Done({"by": "bad_twin_b"})
 
 
-talker = Agent("bad_talker", "Answer briefly.",
-               retry=RetryPolicy(max_attempts=2, initial_delay=0.1))
+talker = Agent(
+    "bad_talker", "Answer briefly.", retry=RetryPolicy(max_attempts=2, initial_delay=0.1)
+)
 
 #: A normal answer, and 50 MB of content for a message that says "huge".
 SCRIPT = {

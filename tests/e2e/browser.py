@@ -49,7 +49,8 @@ class Browser:
         self.base = base
         self.cookies = http.cookiejar.CookieJar()
         self.opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(self.cookies), _NoRedirect())
+            urllib.request.HTTPCookieProcessor(self.cookies), _NoRedirect()
+        )
 
     def cookie(self, name: str) -> str:
         """The value of the cookie ``name``."""
@@ -58,11 +59,20 @@ class Browser:
                 return cookie.value
         raise AssertionError(f"no cookie {name}")
 
-    def open(self, method: str, path: str, data: bytes | None = None,
-             headers: dict[str, str] | None = None) -> Page:
+    def open(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Page:
         """Send a request; any status comes back as a :class:`Page`."""
-        request = urllib.request.Request(self.base + path, data=data, method=method,
-                                         headers={"Referer": self.base + path, **(headers or {})})
+        request = urllib.request.Request(
+            self.base + path,
+            data=data,
+            method=method,
+            headers={"Referer": self.base + path, **(headers or {})},
+        )
         try:
             with self.opener.open(request, timeout=30) as answer:
                 return Page(answer.status, dict(answer.headers), answer.read().decode())
@@ -73,13 +83,25 @@ class Browser:
         """GET ``path``."""
         return self.open("GET", path, headers=headers)
 
-    def post(self, path: str, form: dict[str, str], headers: dict[str, str] | None = None,
-             ) -> Page:
+    def post(
+        self,
+        path: str,
+        form: dict[str, str],
+        headers: dict[str, str] | None = None,
+    ) -> Page:
         """POST a form."""
-        return self.open("POST", path, urllib.parse.urlencode(form).encode(),
-                         {"Content-Type": "application/x-www-form-urlencoded", **(headers or {})})
+        return self.open(
+            "POST",
+            path,
+            urllib.parse.urlencode(form).encode(),
+            {"Content-Type": "application/x-www-form-urlencoded", **(headers or {})},
+        )
 
     def post_json(self, path: str, body: Any, headers: dict[str, str] | None = None) -> Page:
         """POST a JSON body."""
-        return self.open("POST", path, json.dumps(body).encode(),
-                         {"Content-Type": "application/json", **(headers or {})})
+        return self.open(
+            "POST",
+            path,
+            json.dumps(body).encode(),
+            {"Content-Type": "application/json", **(headers or {})},
+        )

@@ -79,9 +79,7 @@ def start_cluster(
 
 
 @pytest.fixture
-def pg_cluster(
-    pg_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Cluster]:
+def pg_cluster(pg_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
     """Workers on PostgreSQL and the shared Redis (own DB number, own queue)."""
     _require_redis()
     cluster = start_cluster(
@@ -93,9 +91,7 @@ def pg_cluster(
 
 
 @pytest.fixture
-def amqp_cluster(
-    pg_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Cluster]:
+def amqp_cluster(pg_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
     """Workers on PostgreSQL and the shared RabbitMQ, in a virtual host of their own (its
     queues, exchanges and messages go with it when the test ends)."""
     _require_rabbitmq()

@@ -20,8 +20,9 @@ def lookup_vendor(name: str) -> dict[str, Any]:
     return {"vendor": name, "price_usd": 1249.5, "rating": "A"}
 
 
-@tool(approval=Approval(approvers=["group:finance"], timeout=timedelta(days=3)),
-      effect="idempotent")
+@tool(
+    approval=Approval(approvers=["group:finance"], timeout=timedelta(days=3)), effect="idempotent"
+)
 def submit_order(vendor: str, amount: float, idempotency_key: str) -> dict[str, Any]:
     """Submit a purchase order.
 
@@ -32,16 +33,24 @@ def submit_order(vendor: str, amount: float, idempotency_key: str) -> dict[str, 
     return {"po": "PO-1001", "vendor": vendor, "amount": amount}
 
 
-buyer = Agent("e2e_dash_buyer", "Buy what the user asks for from the best vendor.",
-              tools=[lookup_vendor, submit_order])
+buyer = Agent(
+    "e2e_dash_buyer",
+    "Buy what the user asks for from the best vendor.",
+    tools=[lookup_vendor, submit_order],
+)
 
 SCRIPT = {
     "turns": [
-        {"content": "Checking the vendor first.",
-         "tool_calls": [{"name": "lookup_vendor", "arguments": {"name": "globex"}}]},
-        {"content": "Globex is rated A at $1249.50; ordering.",
-         "tool_calls": [{"name": "submit_order",
-                         "arguments": {"vendor": "globex", "amount": 1249.5}}]},
+        {
+            "content": "Checking the vendor first.",
+            "tool_calls": [{"name": "lookup_vendor", "arguments": {"name": "globex"}}],
+        },
+        {
+            "content": "Globex is rated A at $1249.50; ordering.",
+            "tool_calls": [
+                {"name": "submit_order", "arguments": {"vendor": "globex", "amount": 1249.5}}
+            ],
+        },
         {"content": "Ordered 5 laptops from Globex: PO-1001."},
     ]
 }

@@ -55,8 +55,9 @@ def propose(ctx: StepContext) -> Any:
     ctx.state["proposal"] = ctx.effect(
         "draft", append_line, ctx.state["ledger"], f"{ctx.run_id}:draft"
     )
-    return WaitForApproval(prompt="Buy 5 laptops?", approvers=["finance"],
-                           timeout=timedelta(days=3), then="submit")
+    return WaitForApproval(
+        prompt="Buy 5 laptops?", approvers=["finance"], timeout=timedelta(days=3), then="submit"
+    )
 
 
 @approval.step

@@ -12,12 +12,21 @@ refund = Workflow("e2e_http_refund", version=1)
 
 @refund.step(start=True)
 def check(ctx: StepContext) -> Any:
-    return WaitForApproval(prompt=f"Refund {ctx.state['amount']}?", approvers=["group:finance"],
-                           timeout=timedelta(days=3), then="pay")
+    return WaitForApproval(
+        prompt=f"Refund {ctx.state['amount']}?",
+        approvers=["group:finance"],
+        timeout=timedelta(days=3),
+        then="pay",
+    )
 
 
 @refund.step
 def pay(ctx: StepContext) -> Any:
     assert ctx.wait_result is not None
-    return Done({"decision": ctx.wait_result.decision, "by": ctx.wait_result.actor,
-                 "as": ctx.wait_result.principal})
+    return Done(
+        {
+            "decision": ctx.wait_result.decision,
+            "by": ctx.wait_result.actor,
+            "as": ctx.wait_result.principal,
+        }
+    )

@@ -30,8 +30,9 @@ parking = Workflow("m_park", version=1)
 
 @parking.step(start=True)
 def ask(ctx: StepContext) -> Any:
-    return WaitForApproval(prompt="Go?", approvers=["finance"], timeout=timedelta(days=3),
-                           then="go")
+    return WaitForApproval(
+        prompt="Go?", approvers=["finance"], timeout=timedelta(days=3), then="go"
+    )
 
 
 @parking.step

@@ -23,8 +23,12 @@ def llm() -> Iterator[ScriptedLLMServer]:
 
 
 def _env(llm: ScriptedLLMServer, ledger: Path, faults: str = "") -> dict[str, str]:
-    env = {"OPENAI_BASE_URL": llm.base_url, "OPENAI_API_KEY": "test",
-           "RAVEL_WORKFLOWS": "tests.e2e.agents", "E2E_LEDGER": str(ledger)}
+    env = {
+        "OPENAI_BASE_URL": llm.base_url,
+        "OPENAI_API_KEY": "test",
+        "RAVEL_WORKFLOWS": "tests.e2e.agents",
+        "E2E_LEDGER": str(ledger),
+    }
     if faults:
         env["RAVEL_FAULTS"] = faults
     return env
@@ -65,7 +69,10 @@ def _run(cluster: Cluster, llm: ScriptedLLMServer, tmp_path: Path, faults: str) 
     ],
 )
 def test_killed_run_bills_like_an_uninterrupted_one(
-    request: pytest.FixtureRequest, llm: ScriptedLLMServer, tmp_path: Path, faults: str,
+    request: pytest.FixtureRequest,
+    llm: ScriptedLLMServer,
+    tmp_path: Path,
+    faults: str,
     broker: str,
 ) -> None:
     fixture = {"redis": "pg_cluster", "amqp": "amqp_cluster"}[broker]
@@ -77,8 +84,9 @@ def test_killed_run_bills_like_an_uninterrupted_one(
     assert calls_reference == 3
 
     killed = _run(pg_cluster, llm, tmp_path, faults)
-    assert (tmp_path / "faults").exists() and any((tmp_path / "faults").iterdir()), \
+    assert (tmp_path / "faults").exists() and any((tmp_path / "faults").iterdir()), (
         "the fault never fired"
+    )
     lost = [s for s in run_steps(killed) if s.status == "lost"]
     # Killed after its commit, the step is not lost: the reaper re-publishes the next one.
     assert len(lost) == (0 if faults.startswith("after_commit") else 1), lost
@@ -86,8 +94,9 @@ def test_killed_run_bills_like_an_uninterrupted_one(
     if faults.startswith("after_effect_call_before_record"):
         # The first call's response was paid, then lost with the worker: exactly that one
         # call is billed again, nothing else.
-        first_call = next(e.tokens for e in journal.usage_by_call(get_db(), reference)
-                          if e.name == "llm:0")
+        first_call = next(
+            e.tokens for e in journal.usage_by_call(get_db(), reference) if e.name == "llm:0"
+        )
         assert stats["calls"] == calls_reference + 1
         assert stats["total_tokens"] == billed_reference + first_call
         assert get_run(killed).tokens == billed_reference

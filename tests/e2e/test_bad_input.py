@@ -74,8 +74,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     broker_url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
     cluster = start_cluster(folder, env, url, broker_url)
     store.reset_db()
-    cluster.env.update(RAVEL_WORKFLOWS=WORKFLOWS, OPENAI_BASE_URL=llm.base_url,
-                       OPENAI_API_KEY="test")
+    cluster.env.update(
+        RAVEL_WORKFLOWS=WORKFLOWS, OPENAI_BASE_URL=llm.base_url, OPENAI_API_KEY="test"
+    )
     try:
         worker = cluster.worker(concurrency=1)
         yield Served(cluster, worker, llm, folder, broker_url)
@@ -102,30 +103,57 @@ class Unpickled:
         return (open, (self.path, "w"))
 
 
-def push(served: Served, task: str, body: bytes, *, content_type: str = "application/json",
-         encoding: str = "utf-8", headers: dict[str, Any] | None = None) -> str:
+def push(
+    served: Served,
+    task: str,
+    body: bytes,
+    *,
+    content_type: str = "application/json",
+    encoding: str = "utf-8",
+    headers: dict[str, Any] | None = None,
+) -> str:
     """Put a raw message for ``task`` in its step queue, as a script with broker access would.
 
     Returns the message's task id.
     """
     task_id = str(uuid.uuid4())
     if headers is None:
-        headers = {"lang": "py", "task": task, "id": task_id, "root_id": task_id,
-                   "parent_id": None, "group": None, "retries": 0, "eta": None,
-                   "expires": None, "timelimit": [None, None], "argsrepr": "()",
-                   "kwargsrepr": "{...}", "origin": "bad-input-test", "ignore_result": True}
+        headers = {
+            "lang": "py",
+            "task": task,
+            "id": task_id,
+            "root_id": task_id,
+            "parent_id": None,
+            "group": None,
+            "retries": 0,
+            "eta": None,
+            "expires": None,
+            "timelimit": [None, None],
+            "argsrepr": "()",
+            "kwargsrepr": "{...}",
+            "origin": "bad-input-test",
+            "ignore_result": True,
+        }
     workflow, step = task.split(".", 1) if "." in task else (task, task)
     queue = dispatch.queue_for(workflow, step, 1)
     with Connection(served.broker_url) as conn:
-        conn.Producer().publish(body, exchange="", routing_key=queue, content_type=content_type,
-                                content_encoding=encoding, headers=headers, delivery_mode=2)
+        conn.Producer().publish(
+            body,
+            exchange="",
+            routing_key=queue,
+            content_type=content_type,
+            content_encoding=encoding,
+            headers=headers,
+            delivery_mode=2,
+        )
     return task_id
 
 
 def task_body(**kwargs: Any) -> bytes:
     """A Celery (protocol 2) message body calling a task with ``kwargs``."""
-    return json.dumps([[], kwargs, {"callbacks": None, "errbacks": None, "chain": None,
-                                    "chord": None}]).encode()
+    return json.dumps(
+        [[], kwargs, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+    ).encode()
 
 
 def log_after(worker: Proc, offset: int) -> str:
@@ -134,8 +162,11 @@ def log_after(worker: Proc, offset: int) -> str:
 
 def wait_logged(served: Served, offset: int, *texts: str) -> str:
     """Wait until the worker logged each of ``texts`` after ``offset``; return that part."""
-    wait_for(lambda: all(t in log_after(served.worker, offset) for t in texts), 30,
-             f"the worker to log {texts}")
+    wait_for(
+        lambda: all(t in log_after(served.worker, offset) for t in texts),
+        30,
+        f"the worker to log {texts}",
+    )
     return log_after(served.worker, offset)
 
 
@@ -167,8 +198,9 @@ def wait_status(served: Served, run_id: str, status: str, timeout: float = 30) -
     try:
         wait_for(lambda: get_run(run_id).status == status, timeout, f"run {status}")
     except AssertionError:
-        raise AssertionError(f"{str(get_run(run_id))[:2000]}\n{served.cluster.logs_tail()}") \
-            from None
+        raise AssertionError(
+            f"{str(get_run(run_id))[:2000]}\n{served.cluster.logs_tail()}"
+        ) from None
 
 
 def still_serving(served: Served) -> str:
@@ -191,10 +223,16 @@ def test_a_pickle_message_is_refused_unread(served: Served) -> None:
     before = run_rows()
     offset = len(served.worker.log())
 
-    body = pickle.dumps(((), {"run_id": held, "seq": 0, "version": 1,
-                              "proof": Unpickled(marker)}, {}))
-    push(served, "e2e_charge.pay", body, content_type="application/x-python-serialize",
-         encoding="binary")
+    body = pickle.dumps(
+        ((), {"run_id": held, "seq": 0, "version": 1, "proof": Unpickled(marker)}, {})
+    )
+    push(
+        served,
+        "e2e_charge.pay",
+        body,
+        content_type="application/x-python-serialize",
+        encoding="binary",
+    )
 
     wait_logged(served, offset, "Refusing to deserialize untrusted content of type pickle")
     assert not marker.exists(), "the worker unpickled the message"
@@ -227,15 +265,21 @@ def test_malformed_messages_are_dropped(served: Served) -> None:
     # the worker on these (and give the message back, for the next worker to die on).
     for body in ({"not": "a task body"}, "just text", None, [[], {"run_id": held}]):
         task_id = push(served, pay, json.dumps(body).encode())
-        expected.append(f"dropped a message that is not a task call (task '{pay}', id "
-                        f"'{task_id}', ")
+        expected.append(
+            f"dropped a message that is not a task call (task '{pay}', id '{task_id}', "
+        )
     # Arguments the step task refuses before anything reaches the database.
     for kwargs, why in [
         ({}, "run_id is missing; seq is missing"),
-        ({"run_id": held, "seq": "zero", "version": 1},
-         "seq is a 4-character string 'zero', not a whole number >= 0"),
-        ({"run_id": held, "seq": 0.0, "version": "1"}, "seq is float 0.0, not a whole number "
-         ">= 0; version is a 1-character string '1', not a whole number >= 1"),
+        (
+            {"run_id": held, "seq": "zero", "version": 1},
+            "seq is a 4-character string 'zero', not a whole number >= 0",
+        ),
+        (
+            {"run_id": held, "seq": 0.0, "version": "1"},
+            "seq is float 0.0, not a whole number "
+            ">= 0; version is a 1-character string '1', not a whole number >= 1",
+        ),
         ({"run_id": [held], "seq": 0, "version": 1}, "run_id is list ["),
     ]:
         task_id = push(served, pay, task_body(**kwargs))
@@ -252,8 +296,9 @@ def test_malformed_messages_are_dropped(served: Served) -> None:
 
 def test_wakeups_that_match_no_claimable_run_change_nothing(served: Served) -> None:
     chain_ledger = served.folder / "chain-ledger"
-    chain, twin = held_runs(("e2e_chain", {"ledger": str(chain_ledger), "n": 2}),
-                            ("bad_twin_a", {}))
+    chain, twin = held_runs(
+        ("e2e_chain", {"ledger": str(chain_ledger), "n": 2}), ("bad_twin_a", {})
+    )
     # Take the chain one step on in this process (its next wake-up held back): it is pending
     # at seq 1, so a wake-up for seq 0 is stale.
     with wakeups_held():
@@ -268,11 +313,15 @@ def test_wakeups_that_match_no_claimable_run_change_nothing(served: Served) -> N
     # The claim matches (workflow, version) pairs: bad_twin_b's "go" cannot take a bad_twin_a
     # run, although the step's name and seq match.
     push(served, "bad_twin_b.go", task_body(run_id=twin, seq=0, version=1))
-    huge = push(served, "e2e_charge.pay",
-                task_body(run_id=str(uuid.uuid4()) + "0" * 10_000_000, seq=0, version=1))
+    huge = push(
+        served,
+        "e2e_charge.pay",
+        task_body(run_id=str(uuid.uuid4()) + "0" * 10_000_000, seq=0, version=1),
+    )
 
     log = wait_logged(
-        served, offset,
+        served,
+        offset,
         f"run {nobody}: nothing to claim for e2e_charge.pay at seq 0",
         f"run {chain}: nothing to claim for e2e_chain.tick at seq 0",
         f"run {twin}: nothing to claim for bad_twin_b.go at seq 0",
@@ -334,10 +383,14 @@ def test_a_workflow_module_that_raises_on_import_stops_worker_and_beat(served: S
         "import os\n\nVENDOR = os.environ['VENDOR_TOKEN']  # not set\n"
     )
     env = {"RAVEL_WORKFLOWS": "tests.e2e.flows,boom_flows"}
-    procs = [served.cluster.celery(f"boom-{what}", [what, "--loglevel", "INFO"], env, cwd=folder)
-             for what in ("worker", "beat")]
-    expected = ("ravel cannot start: RAVEL_WORKFLOWS names 'boom_flows', which raised KeyError "
-                f"on import: 'VENDOR_TOKEN' ({folder / 'boom_flows.py'}, line 3)")
+    procs = [
+        served.cluster.celery(f"boom-{what}", [what, "--loglevel", "INFO"], env, cwd=folder)
+        for what in ("worker", "beat")
+    ]
+    expected = (
+        "ravel cannot start: RAVEL_WORKFLOWS names 'boom_flows', which raised KeyError "
+        f"on import: 'VENDOR_TOKEN' ({folder / 'boom_flows.py'}, line 3)"
+    )
     for proc in procs:
         wait_for(lambda: not proc.alive(), 60, f"{proc.name} to exit")  # noqa: B023
         assert proc.popen.returncode == 1, proc.log()

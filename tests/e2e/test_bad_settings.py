@@ -9,24 +9,32 @@ import pytest
 
 from pipeline.testing.cluster import Cluster, wait_for
 
-SUPPORTED = ("Ravel supports postgresql:// (production) and sqlite:/// (embedded default)")
+SUPPORTED = "Ravel supports postgresql:// (production) and sqlite:/// (embedded default)"
 
 
 @pytest.mark.parametrize(
     ("setting", "expected"),
     [
-        ({"RAVEL_DATABASE_URL": "mysql://ravel:s3cret@db/ravel"},
-         f"ravel cannot start: unsupported database mysql:// in RAVEL_DATABASE_URL; {SUPPORTED}"),
-        ({"RAVEL_WORKFLOWS": "myapp.nowhere"},
-         "ravel cannot start: RAVEL_WORKFLOWS names 'myapp.nowhere', which cannot be imported"),
+        (
+            {"RAVEL_DATABASE_URL": "mysql://ravel:s3cret@db/ravel"},
+            f"ravel cannot start: unsupported database mysql:// in RAVEL_DATABASE_URL; {SUPPORTED}",
+        ),
+        (
+            {"RAVEL_WORKFLOWS": "myapp.nowhere"},
+            "ravel cannot start: RAVEL_WORKFLOWS names 'myapp.nowhere', which cannot be imported",
+        ),
     ],
 )
 def test_a_bad_setting_stops_worker_and_beat_in_one_line(
     tmp_path: Path, setting: dict[str, str], expected: str
 ) -> None:
     (tmp_path / "logs").mkdir()
-    env = {"RAVEL_HOME": str(tmp_path / "home"), "RAVEL_BROKER_URL": "filesystem://",
-           "RAVEL_WORKFLOWS": "tests.e2e.flows", **setting}
+    env = {
+        "RAVEL_HOME": str(tmp_path / "home"),
+        "RAVEL_BROKER_URL": "filesystem://",
+        "RAVEL_WORKFLOWS": "tests.e2e.flows",
+        **setting,
+    }
     cluster = Cluster(env, tmp_path / "logs")
     try:
         for proc in (cluster.worker(ready=False), cluster.beat()):

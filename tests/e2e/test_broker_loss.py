@@ -50,14 +50,20 @@ def test_flushall_with_20_runs_in_flight(
     runs = [start_run("e2e_chain", {"ledger": str(ledger), "n": 8}) for _ in range(20)]
 
     # Flush while runs are mid-way: some steps done, wake-ups queued and unacked.
-    wait_for(lambda: len(ledger.read_text().splitlines()) >= 30 if ledger.exists()
-             else False, 60, "runs to be in flight")
+    wait_for(
+        lambda: len(ledger.read_text().splitlines()) >= 30 if ledger.exists() else False,
+        60,
+        "runs to be in flight",
+    )
     assert private_redis.command("FLUSHALL").startswith(b"+OK")
     in_flight = [r for r in runs if get_run(r).status != "succeeded"]
     assert in_flight, "every run finished before the flush; the test proved nothing"
 
-    wait_for(lambda: all(get_run(r).status == "succeeded" for r in runs), 120,
-             "all 20 runs to succeed after FLUSHALL")
+    wait_for(
+        lambda: all(get_run(r).status == "succeeded" for r in runs),
+        120,
+        "all 20 runs to succeed after FLUSHALL",
+    )
     _assert_each_effect_once(ledger, runs, 8)
 
 
@@ -89,17 +95,26 @@ def test_deleting_the_step_queue_mid_run(amqp_cluster: Cluster, tmp_path: Path) 
     rabbitmqctl("delete_queue", "-p", vhost, queue)
 
     everything = [slow, *runs]
-    wait_for(lambda: all(get_run(r).status == "succeeded" for r in everything), 90,
-             f"every run to succeed after the queue was deleted\n{cluster.logs_tail()}")
+    wait_for(
+        lambda: all(get_run(r).status == "succeeded" for r in everything),
+        90,
+        f"every run to succeed after the queue was deleted\n{cluster.logs_tail()}",
+    )
     lines = ledger.read_text().splitlines()
-    assert sorted(lines) == sorted([f"{slow}:effect", *(f"{r}:{i}" for r in runs
-                                                          for i in range(3))])
-    types = dict(line.split("\t") for line in rabbitmqctl(
-        "list_queues", "-p", vhost, "--no-table-headers", "name", "type").splitlines())
+    assert sorted(lines) == sorted(
+        [f"{slow}:effect", *(f"{r}:{i}" for r in runs for i in range(3))]
+    )
+    types = dict(
+        line.split("\t")
+        for line in rabbitmqctl(
+            "list_queues", "-p", vhost, "--no-table-headers", "name", "type"
+        ).splitlines()
+    )
     assert (types[queue], types[get_settings().reaper_queue]) == ("quorum", "quorum")
     # The worker consumes again, with its consumer timeout (tasks.config.task_queue).
-    consumers = rabbitmqctl("list_consumers", "-p", vhost, "--no-table-headers", "queue_name",
-                            "arguments").splitlines()
+    consumers = rabbitmqctl(
+        "list_consumers", "-p", vhost, "--no-table-headers", "queue_name", "arguments"
+    ).splitlines()
     timeout = redelivery_after(get_settings()) * 1000
     assert f'{queue}\t[{{"x-consumer-timeout",{timeout}}}]' in consumers, consumers
 
@@ -115,14 +130,23 @@ def test_duplicate_delivery_is_a_no_op(broker_cluster: Cluster, tmp_path: Path) 
     app = Celery("dup")
     app.conf.update(celery_config(get_settings()))
     for _ in range(2):
-        app.send_task("e2e_chain.tick", kwargs={"run_id": run_id, "seq": 0},
-                      queue=get_settings().default_queue)
+        app.send_task(
+            "e2e_chain.tick",
+            kwargs={"run_id": run_id, "seq": 0},
+            queue=get_settings().default_queue,
+        )
     # And a wake-up for a run that does not exist.
-    app.send_task("e2e_chain.tick", kwargs={"run_id": str(uuid.uuid4()), "seq": 0},
-                  queue=get_settings().default_queue)
+    app.send_task(
+        "e2e_chain.tick",
+        kwargs={"run_id": str(uuid.uuid4()), "seq": 0},
+        queue=get_settings().default_queue,
+    )
     worker = pg_cluster.procs[0]
-    wait_for(lambda: worker.log().count("e2e_chain.tick") >= 4 * 2, 30,
-             "the duplicates to be received and finished")
+    wait_for(
+        lambda: worker.log().count("e2e_chain.tick") >= 4 * 2,
+        30,
+        "the duplicates to be received and finished",
+    )
     assert len(run_steps(run_id)) == 1
     assert ledger.read_text().splitlines() == [f"{run_id}:0"]
     assert [r.id for r in list_runs()] == [run_id]
@@ -143,8 +167,11 @@ def test_runs_start_and_finish_across_a_broker_outage(
 
     restarted = RedisServer(tmp_path / "redis2", port=private_redis.port)
     try:
-        wait_for(lambda: all(get_run(r).status == "succeeded" for r in started), 90,
-                 "every run to finish after the broker came back")
+        wait_for(
+            lambda: all(get_run(r).status == "succeeded" for r in started),
+            90,
+            "every run to finish after the broker came back",
+        )
     finally:
         restarted.stop()
     lines = ledger.read_text().splitlines()

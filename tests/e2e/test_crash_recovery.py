@@ -54,15 +54,20 @@ def test_sigkill_after_effect_before_commit(every_cluster: Cluster, tmp_path: Pa
         # No visibility timeout on RabbitMQ: the unacked wake-up came back to the queue when
         # the killed worker's connection closed, and the next worker received it again.
         killed = _received(worker.log(), "e2e_charge.pay")[0]
-        wait_for(lambda: killed in _received(second.log(), "e2e_charge.pay"), 10,
-                 "the killed step's message to be redelivered")
+        wait_for(
+            lambda: killed in _received(second.log(), "e2e_charge.pay"),
+            10,
+            "the killed step's message to be redelivered",
+        )
 
     assert _lines(ledger) == [f"{run_id}:charge"], "the effect's function ran again"
     assert get_run(run_id).result == {"paid": True}
     attempts = [(s.step, s.attempt, s.status) for s in run_steps(run_id)]
     assert ("pay", 1, "lost") in attempts
-    assert [a for a in attempts if a[2] == "succeeded"] == [("pay", 2, "succeeded"),
-                                                            ("receipt", 1, "succeeded")]
+    assert [a for a in attempts if a[2] == "succeeded"] == [
+        ("pay", 2, "succeeded"),
+        ("receipt", 1, "succeeded"),
+    ]
     kinds = [e.kind for e in run_history(run_id)]
     assert kinds.count("step.lost") == 1
 

@@ -22,8 +22,15 @@ from tests.e2e import dashboard_flows
 from tests.support.serve import start_serve
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture
@@ -57,11 +64,17 @@ def test_operators_approve_and_retry_runs_by_clicking(
     llm = ScriptedLLMServer(dashboard_flows.SCRIPT).start()
     try:
         keys_file = tmp_path / "api-keys.toml"
-        secret, _ = api_keys.create(keys_file, "dana", principal="dana", roles=["operator"],
-                                    groups=["finance"])
-        pg_cluster.worker(extra_env={"RAVEL_WORKFLOWS": "tests.e2e.dashboard_flows",
-                                     "OPENAI_BASE_URL": llm.base_url,
-                                     "RAVEL_MODEL": "gpt-4o-mini"}, beat=True)
+        secret, _ = api_keys.create(
+            keys_file, "dana", principal="dana", roles=["operator"], groups=["finance"]
+        )
+        pg_cluster.worker(
+            extra_env={
+                "RAVEL_WORKFLOWS": "tests.e2e.dashboard_flows",
+                "OPENAI_BASE_URL": llm.base_url,
+                "RAVEL_MODEL": "gpt-4o-mini",
+            },
+            beat=True,
+        )
         port = free_port()
         start_serve(pg_cluster, keys_file, port)
         base = f"http://127.0.0.1:{port}"

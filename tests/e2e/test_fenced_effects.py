@@ -23,8 +23,9 @@ def _lines(path: Path) -> list[str]:
 
 def _files(tmp_path: Path, name: str) -> dict[str, Any]:
     """The run's input: its ledger, remote system, marker and release files."""
-    return {key: str(tmp_path / f"{name}.{key}") for key in
-            ("ledger", "remote", "marker", "release")}
+    return {
+        key: str(tmp_path / f"{name}.{key}") for key in ("ledger", "remote", "marker", "release")
+    }
 
 
 def _journaled(run_id: str, name: str) -> bool:
@@ -79,8 +80,11 @@ def test_a_thawed_zombie_calls_no_effect_again(pg_cluster: Cluster, tmp_path: Pa
     pg_cluster.beat(fast)
     files = _files(tmp_path, "run")
     run_id = start_run("e2e_fence", files)
-    wait_for(lambda: _lines(Path(files["marker"])) == ["attempt 1"], 30,
-             "the first attempt to pass effect a")
+    wait_for(
+        lambda: _lines(Path(files["marker"])) == ["attempt 1"],
+        30,
+        "the first attempt to pass effect a",
+    )
     zombie.kill(signal.SIGSTOP)  # the whole process group, lease renewal thread included
     try:
         Path(files["release"]).touch()
@@ -88,8 +92,11 @@ def test_a_thawed_zombie_calls_no_effect_again(pg_cluster: Cluster, tmp_path: Pa
         _succeeds(run_id, pg_cluster)
     finally:
         zombie.kill(signal.SIGCONT)
-    wait_for(lambda: _attempt_ended(zombie), 30,
-             f"the thawed worker to end its attempt\n{zombie.log()[-3000:]}")
+    wait_for(
+        lambda: _attempt_ended(zombie),
+        30,
+        f"the thawed worker to end its attempt\n{zombie.log()[-3000:]}",
+    )
 
     assert _lines(Path(files["remote"])) == [f"{run_id}:b:attempt 2"], "b ran more than once"
     assert _lines(Path(files["ledger"])) == [f"{run_id}:a"], "a ran again"
@@ -98,7 +105,9 @@ def test_a_thawed_zombie_calls_no_effect_again(pg_cluster: Cluster, tmp_path: Pa
     assert run.status == "succeeded" and run.result == {"attempt": 2}
     assert run.state["by_attempt"] == 2
     assert [(s.seq, s.attempt, s.status) for s in run_steps(run_id)] == [
-        (0, 1, "lost"), (0, 2, "succeeded")]
+        (0, 1, "lost"),
+        (0, 2, "succeeded"),
+    ]
     calls = {name: e.calls for name, e in journal.load(get_db(), run_id, 0).items()}
     assert calls == {"a": 1, "b": 1}
     assert "cancelled or taken over during step transfer" in zombie.log()

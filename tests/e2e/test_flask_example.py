@@ -42,18 +42,49 @@ def test_the_flask_shop_takes_a_refund_to_a_finance_approval_through_the_bluepri
     pg_cluster: Cluster, tmp_path: Path
 ) -> None:
     started = time.monotonic()
-    env = pg_cluster._env({
-        "RAVEL_WORKFLOWS": "examples.flask_app.flows",
-        "FLASK_SHOP_DATABASE": str(tmp_path / "flask_shop.sqlite3"),
-        "FLASK_SHOP_QUEUE": f"{pg_cluster.env['RAVEL_DEFAULT_QUEUE']}-shop",
-    })
-    worker = Proc("worker", [CELERY, "-A", "examples.flask_app.worker", "worker", "-B", "-c",
-                             "2", "--loglevel", "INFO", "-s", str(tmp_path / "beat-schedule"),
-                             "--without-gossip", "--without-mingle"],
-                  env, pg_cluster.logs / "worker.log", cwd=ROOT)
+    env = pg_cluster._env(
+        {
+            "RAVEL_WORKFLOWS": "examples.flask_app.flows",
+            "FLASK_SHOP_DATABASE": str(tmp_path / "flask_shop.sqlite3"),
+            "FLASK_SHOP_QUEUE": f"{pg_cluster.env['RAVEL_DEFAULT_QUEUE']}-shop",
+        }
+    )
+    worker = Proc(
+        "worker",
+        [
+            CELERY,
+            "-A",
+            "examples.flask_app.worker",
+            "worker",
+            "-B",
+            "-c",
+            "2",
+            "--loglevel",
+            "INFO",
+            "-s",
+            str(tmp_path / "beat-schedule"),
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        env,
+        pg_cluster.logs / "worker.log",
+        cwd=ROOT,
+    )
     port = free_port()
-    web = Proc("web", [sys.executable, "-m", "waitress", "--listen", f"127.0.0.1:{port}",
-                       "examples.flask_app.app:app"], env, pg_cluster.logs / "web.log", cwd=ROOT)
+    web = Proc(
+        "web",
+        [
+            sys.executable,
+            "-m",
+            "waitress",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "examples.flask_app.app:app",
+        ],
+        env,
+        pg_cluster.logs / "web.log",
+        cwd=ROOT,
+    )
     pg_cluster.procs += [worker, web]
     wait_for(lambda: "ready." in worker.log() or not worker.alive(), 60, "the worker")
     assert worker.alive(), worker.log()[-3000:]
@@ -85,12 +116,21 @@ def test_the_flask_shop_takes_a_refund_to_a_finance_approval_through_the_bluepri
     _until(alice, asked.location, 'id="run-status">succeeded')
 
     assert alice.get(f"{API}/runs/{run_id}").json()["result"] == {
-        "decision": "approved", "by": "alice", "as": "group:finance"}
+        "decision": "approved",
+        "by": "alice",
+        "as": "group:finance",
+    }
     events = alice.get(f"{API}/runs/{run_id}/history").json()["events"]
-    who = [(e["kind"], e["actor"], (e["data"] or {}).get("as")) for e in events
-           if e["kind"].startswith(("run.started", "wait."))]
-    assert who == [("run.started", "bob", None), ("wait.refused", "bob", None),
-                   ("wait.approved", "alice", "group:finance")]
+    who = [
+        (e["kind"], e["actor"], (e["data"] or {}).get("as"))
+        for e in events
+        if e["kind"].startswith(("run.started", "wait."))
+    ]
+    assert who == [
+        ("run.started", "bob", None),
+        ("wait.refused", "bob", None),
+        ("wait.approved", "alice", "group:finance"),
+    ]
 
     log = worker.log()  # one worker ran both the shop's task and Ravel's steps
     assert "flask_shop.send_confirmation" in log and "flask_refund.settle" in log, log[-3000:]

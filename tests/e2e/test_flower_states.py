@@ -47,16 +47,20 @@ def _settled(url: str, run_id: str, states: list[str]) -> list[dict[str, Any]]:
     try:
         wait_for(check, 20, f"Flower to show {states} for run {run_id}", every=0.5)
     except AssertionError:
-        raise AssertionError(f"Flower shows {[(t['name'], t['state']) for t in tasks]}, "
-                             f"expected {states}") from None
+        raise AssertionError(
+            f"Flower shows {[(t['name'], t['state']) for t in tasks]}, expected {states}"
+        ) from None
     return tasks
 
 
 def test_flower_tells_the_truth(pg_cluster: Cluster, tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    flower = pg_cluster.celery("flower", ["flower", f"--port={port}", "--address=127.0.0.1"],
-                               {"FLOWER_UNAUTHENTICATED_API": "true"})
+    flower = pg_cluster.celery(
+        "flower",
+        ["flower", f"--port={port}", "--address=127.0.0.1"],
+        {"FLOWER_UNAUTHENTICATED_API": "true"},
+    )
     wait_for(lambda: _flower_up(url) or not flower.alive(), 60, "Flower to listen")
     assert flower.alive(), flower.log()[-3000:]
     worker = pg_cluster.worker({"RAVEL_WORKFLOWS": FLOWS})

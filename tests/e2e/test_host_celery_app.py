@@ -16,22 +16,34 @@ BROKER = "redis://127.0.0.1:6379/13"  # never reached: the worker stops before c
 @pytest.mark.parametrize(
     ("setting", "expected"),
     [
-        ({"HOST_PREFETCH": "4"},
-         "ravel cannot start: the Celery app 'hostproj' cannot run Ravel's steps: (1) "
-         "worker_prefetch_multiplier is 4"),
-        ({"RAVEL_WORKFLOWS": "myapp.nowhere"},
-         "ravel cannot start: RAVEL_WORKFLOWS names 'myapp.nowhere', which cannot be imported"),
+        (
+            {"HOST_PREFETCH": "4"},
+            "ravel cannot start: the Celery app 'hostproj' cannot run Ravel's steps: (1) "
+            "worker_prefetch_multiplier is 4",
+        ),
+        (
+            {"RAVEL_WORKFLOWS": "myapp.nowhere"},
+            "ravel cannot start: RAVEL_WORKFLOWS names 'myapp.nowhere', which cannot be imported",
+        ),
     ],
 )
 def test_a_host_worker_with_a_conflicting_setting_stops_in_one_line(
     tmp_path: Path, setting: dict[str, str], expected: str
 ) -> None:
     (tmp_path / "logs").mkdir()
-    env = {"RAVEL_HOME": str(tmp_path / "home"), "RAVEL_BROKER_URL": BROKER,
-           "RAVEL_WORKFLOWS": "tests.e2e.http_flows", **setting}
+    env = {
+        "RAVEL_HOME": str(tmp_path / "home"),
+        "RAVEL_BROKER_URL": BROKER,
+        "RAVEL_WORKFLOWS": "tests.e2e.http_flows",
+        **setting,
+    }
     cluster = Cluster(env, tmp_path / "logs")
-    proc = Proc("host", [CELERY, "-A", "tests.e2e.host_app", "worker", "--loglevel", "INFO"],
-                cluster._env(None), tmp_path / "logs" / "host.log")
+    proc = Proc(
+        "host",
+        [CELERY, "-A", "tests.e2e.host_app", "worker", "--loglevel", "INFO"],
+        cluster._env(None),
+        tmp_path / "logs" / "host.log",
+    )
     cluster.procs.append(proc)
     try:
         wait_for(lambda: not proc.alive(), 60, "the host worker to exit")

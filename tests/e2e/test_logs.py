@@ -31,8 +31,12 @@ def _lines(text: str) -> list[dict[str, Any]]:
 
 def _http(base: str, method: str, path: str, key: str, body: Any = None) -> int:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(base + path, data=data, method=method, headers={
-        "Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        base + path,
+        data=data,
+        method=method,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return int(response.status)
@@ -44,8 +48,9 @@ def test_a_runs_lines_are_found_by_run_id_in_every_process_and_no_secret_leaks(
     pg_cluster: Cluster, tmp_path: Path
 ) -> None:
     keys_file = tmp_path / "api-keys.toml"
-    alice, _ = api_keys.create(keys_file, "alice", principal="alice", roles=["approver"],
-                               groups=["finance"])
+    alice, _ = api_keys.create(
+        keys_file, "alice", principal="alice", roles=["approver"], groups=["finance"]
+    )
     env = {**JSON_LOGS, "RAVEL_WORKFLOWS": "tests.e2e.log_flows", "VENDOR_KEY": CANARY}
     worker = pg_cluster.worker(extra_env=env)
     beat = pg_cluster.beat(extra_env=env)
@@ -79,7 +84,11 @@ def test_a_runs_lines_are_found_by_run_id_in_every_process_and_no_secret_leaks(
     [checking] = [x for x in mine if x["message"].startswith("checking the order")]
     assert checking["message"].endswith("[redacted]")
     assert (checking["workflow"], checking["step"], checking["seq"], checking["attempt"]) == (
-        "e2e_logs_order", "check", 0, 1)
+        "e2e_logs_order",
+        "check",
+        0,
+        1,
+    )
     retry = [x for x in mine if x["logger"] == "ravel.engine" and "retry in" in x["message"]]
     assert [(x["step"], x["attempt"]) for x in retry] == [("pay", 1)]
     assert "[redacted]" in retry[0]["message"]
@@ -90,6 +99,8 @@ def test_a_runs_lines_are_found_by_run_id_in_every_process_and_no_secret_leaks(
 
     decided = [x for x in serve_lines if x.get("run_id") == run_id]
     assert [x["message"].split(" ")[:3] for x in decided] == [
-        ["POST", f"/runs/{run_id}/approve", "200"]]
-    assert any("[redacted]" in x["message"] for x in serve_lines if x["logger"] ==
-               "ravel.web.access")
+        ["POST", f"/runs/{run_id}/approve", "200"]
+    ]
+    assert any(
+        "[redacted]" in x["message"] for x in serve_lines if x["logger"] == "ravel.web.access"
+    )

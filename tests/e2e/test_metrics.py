@@ -30,8 +30,9 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 @pytest.fixture
 def llm() -> Iterator[ScriptedLLMServer]:
-    script = {"turns": [{"content": "42", "usage": {"prompt_tokens": 300,
-                                                     "completion_tokens": 20}}]}
+    script = {
+        "turns": [{"content": "42", "usage": {"prompt_tokens": 300, "completion_tokens": 20}}]
+    }
     with ScriptedLLMServer(script) as server:
         yield server
 
@@ -53,35 +54,62 @@ def value(samples: Samples, name: str, **labels: str) -> float | None:
 def test_the_endpoint_reports_exactly_what_the_workers_did(
     cluster: Cluster, llm: ScriptedLLMServer, tmp_path: Path
 ) -> None:
-    cluster.env.update(RAVEL_WORKFLOWS="tests.e2e.metrics_flows", OPENAI_BASE_URL=llm.base_url,
-                       OPENAI_API_KEY="test", RAVEL_MODEL="gpt-4o-mini")
+    cluster.env.update(
+        RAVEL_WORKFLOWS="tests.e2e.metrics_flows",
+        OPENAI_BASE_URL=llm.base_url,
+        OPENAI_API_KEY="test",
+        RAVEL_MODEL="gpt-4o-mini",
+    )
     cluster.worker(concurrency=1, beat=True)
     cluster.worker(concurrency=1)
-    ids = {name: start_run(name, {"message": "What is 6 x 7?"})
-           for name in ("m_ok", "m_fail", "m_park", "m_retry", "m_agent")}
-    expected = {"m_ok": "succeeded", "m_fail": "failed", "m_park": "waiting",
-                "m_retry": "succeeded", "m_agent": "succeeded"}
+    ids = {
+        name: start_run(name, {"message": "What is 6 x 7?"})
+        for name in ("m_ok", "m_fail", "m_park", "m_retry", "m_agent")
+    }
+    expected = {
+        "m_ok": "succeeded",
+        "m_fail": "failed",
+        "m_park": "waiting",
+        "m_retry": "succeeded",
+        "m_agent": "succeeded",
+    }
     try:
-        wait_for(lambda: {n: get_run(r).status for n, r in ids.items()} == expected, 60,
-                 "the runs to settle")
+        wait_for(
+            lambda: {n: get_run(r).status for n, r in ids.items()} == expected,
+            60,
+            "the runs to settle",
+        )
     except AssertionError:
         raise AssertionError(cluster.logs_tail()) from None
 
-    exporter = Proc("exporter", [RAVEL, "metrics", "serve", "--port", "0"],
-                    cluster._env(None), cluster.logs / "exporter.log")
+    exporter = Proc(
+        "exporter",
+        [RAVEL, "metrics", "serve", "--port", "0"],
+        cluster._env(None),
+        cluster.logs / "exporter.log",
+    )
     cluster.procs.append(exporter)
-    wait_for(lambda: "serving Prometheus metrics on" in exporter.log() or not exporter.alive(),
-             30, "the exporter to listen")
+    wait_for(
+        lambda: "serving Prometheus metrics on" in exporter.log() or not exporter.alive(),
+        30,
+        "the exporter to listen",
+    )
     assert exporter.alive(), exporter.log()
     url = re.search(r"http://\S+/metrics", exporter.log()).group(0)  # type: ignore[union-attr]
     text, samples = scrape(url)
 
     for name, status in expected.items():
-        for other in ("pending", "running", "sleeping", "waiting", "succeeded", "failed",
-                      "cancelled"):
+        for other in (
+            "pending",
+            "running",
+            "sleeping",
+            "waiting",
+            "succeeded",
+            "failed",
+            "cancelled",
+        ):
             want = 1.0 if other == status else 0.0
-            assert value(samples, "ravel_runs", workflow=name, status=other) == want, (
-                name, other)
+            assert value(samples, "ravel_runs", workflow=name, status=other) == want, (name, other)
     attempts = "ravel_step_attempts_total"
     assert value(samples, attempts, workflow="m_ok", step="finish", outcome="done") == 1
     assert value(samples, attempts, workflow="m_fail", step="refuse", outcome="fail") == 1
@@ -89,8 +117,16 @@ def test_the_endpoint_reports_exactly_what_the_workers_did(
     assert value(samples, attempts, workflow="m_retry", step="flaky", outcome="retry") == 1
     assert value(samples, attempts, workflow="m_retry", step="flaky", outcome="done") == 1
     assert value(samples, "ravel_step_retries_total", workflow="m_retry", step="flaky") == 1
-    assert value(samples, "ravel_step_duration_seconds_count", workflow="m_retry",
-                 step="flaky", outcome="retry") == 1
+    assert (
+        value(
+            samples,
+            "ravel_step_duration_seconds_count",
+            workflow="m_retry",
+            step="flaky",
+            outcome="retry",
+        )
+        == 1
+    )
     # Every attempt recorded by any process, and no other: the step records agree.
     with get_db().engine.connect() as conn:
         steps = StepRecord.__table__
@@ -107,12 +143,25 @@ def test_the_endpoint_reports_exactly_what_the_workers_did(
     assert value(samples, "ravel_runs_overdue", due="lease") == 0
     billed = llm.stats(ids["m_agent"])
     model = "gpt-4o-mini"
-    assert value(samples, "ravel_llm_tokens_total", workflow="m_agent",
-                 model=model) == billed["total_tokens"] == 320
-    assert value(samples, "ravel_llm_call_duration_seconds_count", workflow="m_agent",
-                 model=model, outcome="ok") == billed["calls"] == 1
-    assert value(samples, "ravel_llm_cost_usd_total", workflow="m_agent",
-                 model=model) == pytest.approx(get_run(ids["m_agent"]).cost_usd)
+    assert (
+        value(samples, "ravel_llm_tokens_total", workflow="m_agent", model=model)
+        == billed["total_tokens"]
+        == 320
+    )
+    assert (
+        value(
+            samples,
+            "ravel_llm_call_duration_seconds_count",
+            workflow="m_agent",
+            model=model,
+            outcome="ok",
+        )
+        == billed["calls"]
+        == 1
+    )
+    assert value(
+        samples, "ravel_llm_cost_usd_total", workflow="m_agent", model=model
+    ) == pytest.approx(get_run(ids["m_agent"]).cost_usd)
 
     # The counts come from both workers' folders, written by several processes.
     folders = [p for p in (tmp_path / "home" / "metrics").iterdir() if p.is_dir()]

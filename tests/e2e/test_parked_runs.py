@@ -21,13 +21,14 @@ def _step_queues() -> dict[str, tuple[int, int]]:
     """RabbitMQ: the test's step queues (default and per version) and their depths."""
     settings = get_settings()
     depths = queue_depths(vhost_of(settings.broker_url))
-    return {q: d for q, d in depths.items()
-            if q.startswith(settings.default_queue) and q != settings.reaper_queue}
+    return {
+        q: d
+        for q, d in depths.items()
+        if q.startswith(settings.default_queue) and q != settings.reaper_queue
+    }
 
 
-def test_parked_run_survives_restart_of_everything(
-    every_cluster: Cluster, tmp_path: Path
-) -> None:
+def test_parked_run_survives_restart_of_everything(every_cluster: Cluster, tmp_path: Path) -> None:
     cluster = every_cluster
     ledger = tmp_path / "ledger.txt"
     cluster.worker()
@@ -41,8 +42,12 @@ def test_parked_run_survives_restart_of_everything(
         client = redis.Redis.from_url(get_settings().broker_url)
 
         def held_in_redis() -> list[bytes]:
-            queued = [m for key in client.scan_iter(count=1000)
-                      if client.type(key) == b"list" for m in client.lrange(key, 0, -1)]
+            queued = [
+                m
+                for key in client.scan_iter(count=1000)
+                if client.type(key) == b"list"
+                for m in client.lrange(key, 0, -1)
+            ]
             unacked = client.hvals("unacked")
             keys = list(client.scan_iter(count=1000))
             return [m for m in (*queued, *unacked, *keys) if run_id.encode() in m]
@@ -55,8 +60,11 @@ def test_parked_run_survives_restart_of_everything(
     elif is_amqp(get_settings().broker_url):
         # Acked after its commit: no step queue holds a message, ready or unacked
         # (rabbitmqctl's counts of quorum queues lag by a few seconds).
-        wait_for(lambda: set(_step_queues().values()) == {(0, 0)}, 15,
-                 "the parking step's message to be acked")
+        wait_for(
+            lambda: set(_step_queues().values()) == {(0, 0)},
+            15,
+            "the parking step's message to be acked",
+        )
     else:
         assert list((get_settings().broker_folder / "queue").glob("*")) == []
 

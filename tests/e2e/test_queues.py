@@ -18,8 +18,20 @@ def test_a_worker_started_with_q_default_consumes_the_versioned_queues(
     pg_cluster: Cluster, tmp_path: Path
 ) -> None:
     queue = get_settings().default_queue
-    worker = pg_cluster.celery("wq", ["worker", "-Q", queue, "-c", "1", "--loglevel", "INFO",
-                                      "--without-gossip", "--without-mingle"])
+    worker = pg_cluster.celery(
+        "wq",
+        [
+            "worker",
+            "-Q",
+            queue,
+            "-c",
+            "1",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+    )
     wait_for(lambda: "ready." in worker.log() or not worker.alive(), 60, "the worker")
     run_id = start_run("e2e_chain", {"ledger": str(tmp_path / "ledger"), "n": 2})
     wait_for(lambda: get_run(run_id).status == "succeeded", 30, "the run")

@@ -27,8 +27,11 @@ def _reaper_passes(db_url: str) -> int:
     engine = create_engine(db_url)
     try:
         with engine.connect() as conn:
-            return int(conn.execute(text("SELECT coalesce(sum(passes), 0) FROM ravel_reapers"))
-                       .scalar_one())
+            return int(
+                conn.execute(
+                    text("SELECT coalesce(sum(passes), 0) FROM ravel_reapers")
+                ).scalar_one()
+            )
     finally:
         engine.dispose()
 
@@ -38,23 +41,31 @@ def test_worker_with_beat_from_an_empty_folder_retries_on_time(
 ) -> None:
     """README's `celery -A tasks worker -B` in a folder without `.ravel/`, on PostgreSQL + Redis:
     the embedded beat creates its schedule file and the 1 s retries happen."""
-    worker = _in_empty_folder(pg_cluster, tmp_path, "wb", [
-        "worker", "-B", "-c", "2", "-Q", pg_cluster.env["RAVEL_DEFAULT_QUEUE"]])
+    worker = _in_empty_folder(
+        pg_cluster,
+        tmp_path,
+        "wb",
+        ["worker", "-B", "-c", "2", "-Q", pg_cluster.env["RAVEL_DEFAULT_QUEUE"]],
+    )
     wait_for(lambda: "ready." in worker.log() or not worker.alive(), 60, "the worker")
-    state = {"ledger": str(tmp_path / "ledger"), "attempts": str(tmp_path / "attempts"),
-             "fixed": str(tmp_path / "fixed")}
+    state = {
+        "ledger": str(tmp_path / "ledger"),
+        "attempts": str(tmp_path / "attempts"),
+        "fixed": str(tmp_path / "fixed"),
+    }
     run_id = start_run("e2e_flaky", state)  # fails twice, retried after 1 s then 2 s
-    wait_for(lambda: get_run(run_id).status == "succeeded", 45,
-             f"the retried run to succeed\n{pg_cluster.logs_tail()}")
+    wait_for(
+        lambda: get_run(run_id).status == "succeeded",
+        45,
+        f"the retried run to succeed\n{pg_cluster.logs_tail()}",
+    )
     log = worker.log()
     assert worker.alive()
     assert "FileNotFoundError" not in log and "Traceback" not in log, log[-3000:]
     assert list((tmp_path / "wb-cwd" / ".ravel").glob("celerybeat-schedule*"))
 
 
-def test_beat_starts_and_stays_up_in_an_empty_folder(
-    pg_cluster: Cluster, tmp_path: Path
-) -> None:
+def test_beat_starts_and_stays_up_in_an_empty_folder(pg_cluster: Cluster, tmp_path: Path) -> None:
     beat = _in_empty_folder(pg_cluster, tmp_path, "beat", ["beat"])
     pg_cluster.worker()
     before = _reaper_passes(pg_cluster.env["RAVEL_DATABASE_URL"])
@@ -77,8 +88,11 @@ def test_reaper_passes_go_on_behind_a_backlog_of_steps(pg_cluster: Cluster) -> N
         start_run("hb_busy", {"ms": 75})
     passes = _reaper_passes(db_url)
     pg_cluster.beat()
-    wait_for(lambda: get_run(sleeper).status != "sleeping", 8,
-             f"the reaper to wake the sleeping run\n{pg_cluster.logs_tail()}")
+    wait_for(
+        lambda: get_run(sleeper).status != "sleeping",
+        8,
+        f"the reaper to wake the sleeping run\n{pg_cluster.logs_tail()}",
+    )
     wait_for(lambda: _reaper_passes(db_url) >= passes + 10, 15, "ten reaper passes")
     backlog = len(list_runs(status="pending", workflow="hb_busy", limit=1000))
     assert backlog > 50, f"the backlog drained too soon ({backlog} left) to prove anything"
@@ -94,5 +108,8 @@ def test_a_worker_without_reaper_says_so_loudly(pg_cluster: Cluster) -> None:
     assert "ERROR" in line
     assert "run `celery -A tasks beat` or a worker with -B" in line
     pg_cluster.beat()
-    wait_for(lambda: "reaper passes are recorded again" in worker.log(), 30,
-             "the alarm to clear once beat runs")
+    wait_for(
+        lambda: "reaper passes are recorded again" in worker.log(),
+        30,
+        "the alarm to clear once beat runs",
+    )

@@ -18,13 +18,15 @@ from pipeline.testing.cluster import ROOT, Cluster
 
 def _app(cluster: Cluster, *argv: str) -> subprocess.CompletedProcess[str]:
     """Run ``python argv...`` as a separate app process, with the workers' settings."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("RAVEL_", "CELERY_", "OPENAI_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("RAVEL_", "CELERY_", "OPENAI_"))
+    }
     env.update(cluster.env, PYTHONPATH=str(ROOT))
     # The app process needs no workflow code: workers record the workflows they serve.
     env.pop("RAVEL_WORKFLOWS", None)
-    return subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
+    )
 
 
 def _script(cluster: Cluster) -> subprocess.CompletedProcess[str]:
@@ -48,8 +50,9 @@ def test_the_refund_example_parks_is_approved_and_pays_once(cluster: Cluster) ->
     assert "Traceback" not in done.stderr
 
     assert get_run(run_id[1]).status == "succeeded"
-    ledger = json.loads((Path(cluster.env["RAVEL_HOME"]) / "refund-example" / "payments.json")
-                        .read_text())
+    ledger = json.loads(
+        (Path(cluster.env["RAVEL_HOME"]) / "refund-example" / "payments.json").read_text()
+    )
     assert [(p["order_id"], p["amount"]) for p in ledger["payments"]] == [(42, 250.0)]
 
     # Again: the idempotency key finds the finished run; nothing is paid a second time.

@@ -15,14 +15,20 @@ pytestmark = [pytest.mark.slow, pytest.mark.services]
 def test_fails_twice_then_succeeds_with_policy_gaps(pg_cluster: Cluster, tmp_path: Path) -> None:
     pg_cluster.worker()
     pg_cluster.beat()
-    state = {"ledger": str(tmp_path / "ledger"), "attempts": str(tmp_path / "attempts"),
-             "fixed": str(tmp_path / "fixed")}
+    state = {
+        "ledger": str(tmp_path / "ledger"),
+        "attempts": str(tmp_path / "attempts"),
+        "fixed": str(tmp_path / "fixed"),
+    }
     run_id = start_run("e2e_flaky", state)
     wait_for(lambda: get_run(run_id).status == "succeeded", 60, "the run to succeed")
 
     steps = run_steps(run_id)
-    assert [(s.attempt, s.status) for s in steps] == [(1, "failed"), (2, "failed"),
-                                                      (3, "succeeded")]
+    assert [(s.attempt, s.status) for s in steps] == [
+        (1, "failed"),
+        (2, "failed"),
+        (3, "succeeded"),
+    ]
     # initial_delay=1, backoff=2: the second attempt starts >= 1 s after the first failed,
     # the third >= 2 s after the second. The reaper wakes sleepers every 0.5 s.
     for before, after, delay in ((steps[0], steps[1], 1.0), (steps[1], steps[2], 2.0)):

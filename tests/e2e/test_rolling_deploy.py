@@ -28,8 +28,9 @@ def _all_succeed(run_ids: list[str], cluster: Cluster, timeout: float = 40) -> N
     try:
         wait_for(done, timeout, "every run to succeed", every=0.2)
     except AssertionError as exc:
-        raise AssertionError(f"{exc}: {[get_run(r).status for r in run_ids]}\n"
-                             f"{cluster.logs_tail()}") from None
+        raise AssertionError(
+            f"{exc}: {[get_run(r).status for r in run_ids]}\n{cluster.logs_tail()}"
+        ) from None
 
 
 def _ran_by(run_id: str) -> set[str]:

@@ -28,9 +28,16 @@ class Http:
         self.base = base
         self.secrets = secrets
 
-    def call(self, method: str, path: str, body: Any = None, *, key: str | None = "ops",
-             headers: dict[str, str] | None = None, raw: bytes | None = None,
-             ) -> tuple[int, dict[str, str], Any]:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        key: str | None = "ops",
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+    ) -> tuple[int, dict[str, str], Any]:
         sent = dict(headers or {})
         if key is not None:
             sent["Authorization"] = f"Bearer {self.secrets[key]}"
@@ -39,8 +46,7 @@ class Http:
             data = json.dumps(body).encode()
         if data is not None:
             sent.setdefault("Content-Type", "application/json")
-        request = urllib.request.Request(self.base + path, data=data, method=method,
-                                         headers=sent)
+        request = urllib.request.Request(self.base + path, data=data, method=method, headers=sent)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, dict(response.headers), json.loads(response.read())
@@ -49,13 +55,28 @@ class Http:
 
 
 def _serve(cluster: Cluster, keys_file: Path, port: int) -> Proc:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("RAVEL_", "CELERY_", "OPENAI_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("RAVEL_", "CELERY_", "OPENAI_"))
+    }
     env.update(cluster.env, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     env.pop("RAVEL_WORKFLOWS", None)  # the API needs no workflow code: workers record theirs
-    proc = Proc("serve", [RAVEL, "serve", "--port", str(port), "--threads", "4",
-                          "--timeout", "30", "--keys-file", str(keys_file)],
-                env, cluster.logs / "serve.log")
+    proc = Proc(
+        "serve",
+        [
+            RAVEL,
+            "serve",
+            "--port",
+            str(port),
+            "--threads",
+            "4",
+            "--timeout",
+            "30",
+            "--keys-file",
+            str(keys_file),
+        ],
+        env,
+        cluster.logs / "serve.log",
+    )
     cluster.procs.append(proc)
     return proc
 
@@ -66,10 +87,14 @@ def test_ravel_serve_takes_a_run_from_start_to_a_group_approval(
 ) -> None:
     keys_file = tmp_path / "api-keys.toml"
     secrets = {}
-    for name, role, groups in (("ops", "operator", []), ("alice", "approver", ["finance"]),
-                               ("mallory", "approver", [])):
-        secrets[name], _ = api_keys.create(keys_file, name, principal=name, roles=[role],
-                                           groups=groups)
+    for name, role, groups in (
+        ("ops", "operator", []),
+        ("alice", "approver", ["finance"]),
+        ("mallory", "approver", []),
+    ):
+        secrets[name], _ = api_keys.create(
+            keys_file, name, principal=name, roles=[role], groups=groups
+        )
     pg_cluster.worker(extra_env={"RAVEL_WORKFLOWS": "tests.e2e.http_flows"})
     port = free_port()
     server = _serve(pg_cluster, keys_file, port)
@@ -97,15 +122,18 @@ def test_ravel_serve_takes_a_run_from_start_to_a_group_approval(
     _, _, shown = http.call("GET", f"/runs/{run_id}", key="alice")
     wait_id = shown["wait"]["id"]
     _, _, open_approvals = http.call("GET", "/approvals", key="alice")
-    assert [(a["run_id"], a["as"], a["wait"]["prompt"]) for a in open_approvals["approvals"]] \
-        == [(run_id, "group:finance", "Refund 250?")]
+    assert [(a["run_id"], a["as"], a["wait"]["prompt"]) for a in open_approvals["approvals"]] == [
+        (run_id, "group:finance", "Refund 250?")
+    ]
     assert http.call("GET", "/approvals", key="mallory")[2]["approvals"] == []
 
-    status, _, refused = http.call("POST", f"/runs/{run_id}/approve", {"wait_id": wait_id},
-                                   key="mallory")
+    status, _, refused = http.call(
+        "POST", f"/runs/{run_id}/approve", {"wait_id": wait_id}, key="mallory"
+    )
     assert (status, refused["error"]) == (403, "not_authorized"), refused
-    status, _, decided = http.call("POST", f"/runs/{run_id}/approve",
-                                   {"wait_id": wait_id, "data": {"note": "ok"}}, key="alice")
+    status, _, decided = http.call(
+        "POST", f"/runs/{run_id}/approve", {"wait_id": wait_id, "data": {"note": "ok"}}, key="alice"
+    )
     assert status == 200, decided
     assert (decided["actor"], decided["principal"]) == ("alice", "group:finance")
 
@@ -114,19 +142,28 @@ def test_ravel_serve_takes_a_run_from_start_to_a_group_approval(
 
     wait_for(finished, 60, "the approved run to finish")
     assert http.call("GET", f"/runs/{run_id}")[2]["result"] == {
-        "decision": "approved", "by": "alice", "as": "group:finance"}
+        "decision": "approved",
+        "by": "alice",
+        "as": "group:finance",
+    }
     _, _, history = http.call("GET", f"/runs/{run_id}/history", key="alice")
-    who = [(e["kind"], e["actor"], e["data"].get("as")) for e in history["events"]
-           if e["kind"].startswith(("wait.", "run.started"))]
-    assert who == [("run.started", "ops", None), ("wait.refused", "mallory", None),
-                   ("wait.approved", "alice", "group:finance")]
+    who = [
+        (e["kind"], e["actor"], e["data"].get("as"))
+        for e in history["events"]
+        if e["kind"].startswith(("wait.", "run.started"))
+    ]
+    assert who == [
+        ("run.started", "ops", None),
+        ("wait.refused", "mallory", None),
+        ("wait.approved", "alice", "group:finance"),
+    ]
 
     # Idempotency over the wire: the same request finds the run, another body is refused.
     again = http.call("POST", "/runs", body, headers={"Idempotency-Key": "o-42"})
-    assert (again[0], again[1].get("Idempotent-Replayed"), again[2]["id"]) == (200, "true",
-                                                                                run_id)
-    other = http.call("POST", "/runs", {**body, "input": {"amount": 9}},
-                      headers={"Idempotency-Key": "o-42"})
+    assert (again[0], again[1].get("Idempotent-Replayed"), again[2]["id"]) == (200, "true", run_id)
+    other = http.call(
+        "POST", "/runs", {**body, "input": {"amount": 9}}, headers={"Idempotency-Key": "o-42"}
+    )
     assert (other[0], other[2]["error"]) == (409, "idempotency_mismatch")
 
     # Bad requests over the wire: JSON answers with the right status.

@@ -19,17 +19,21 @@ def test_a_worker_posts_each_approval_once_even_after_a_kill_before_queueing(
     embedded_cluster: Cluster, tmp_path: Path
 ) -> None:
     with SlackStub() as stub:
-        worker = embedded_cluster.worker({
-            "SLACK_BOT_TOKEN": "xoxb-e2e", "RAVEL_SLACK_CHANNEL": "C0E2E",
-            "RAVEL_SLACK_API_URL": stub.api_url,
-            # The first run to park kills its pool process right after the park commits.
-            "RAVEL_FAULTS": "after_commit_before_publish@propose=kill",
-        })
+        worker = embedded_cluster.worker(
+            {
+                "SLACK_BOT_TOKEN": "xoxb-e2e",
+                "RAVEL_SLACK_CHANNEL": "C0E2E",
+                "RAVEL_SLACK_API_URL": stub.api_url,
+                # The first run to park kills its pool process right after the park commits.
+                "RAVEL_FAULTS": "after_commit_before_publish@propose=kill",
+            }
+        )
         assert "approval messages go to Slack channel C0E2E" in worker.log()
-        runs = [start_run("e2e_approval", {"ledger": str(tmp_path / f"ledger{i}.txt")})
-                for i in range(2)]
-        wait_for(lambda: all(get_run(r).status == "waiting" for r in runs), 60,
-                 "both runs to park")
+        runs = [
+            start_run("e2e_approval", {"ledger": str(tmp_path / f"ledger{i}.txt")})
+            for i in range(2)
+        ]
+        wait_for(lambda: all(get_run(r).status == "waiting" for r in runs), 60, "both runs to park")
         assert (tmp_path / "faults" / "after_commit_before_publish@propose").exists()
 
         def posted() -> list[str]:

@@ -25,9 +25,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.services]
 
 def _cluster(tmp_path: Path, db_url: str, broker_url: str) -> Cluster:
     (tmp_path / "logs").mkdir()
-    return Cluster({"RAVEL_HOME": str(tmp_path / "home"), "RAVEL_DATABASE_URL": db_url,
-                    "RAVEL_BROKER_URL": broker_url, "RAVEL_WORKFLOWS": "tests.e2e.flows",
-                    "RAVEL_DEFAULT_QUEUE": f"test-{uuid.uuid4().hex[:10]}"}, tmp_path / "logs")
+    return Cluster(
+        {
+            "RAVEL_HOME": str(tmp_path / "home"),
+            "RAVEL_DATABASE_URL": db_url,
+            "RAVEL_BROKER_URL": broker_url,
+            "RAVEL_WORKFLOWS": "tests.e2e.flows",
+            "RAVEL_DEFAULT_QUEUE": f"test-{uuid.uuid4().hex[:10]}",
+        },
+        tmp_path / "logs",
+    )
 
 
 @pytest.fixture
@@ -84,8 +91,9 @@ def test_embedded_default_not_migrated_creates_no_file(tmp_path: Path) -> None:
 
 
 def test_unreachable_database_is_waited_for_then_refused(tmp_path: Path, redis_url: str) -> None:
-    cluster = _cluster(tmp_path, f"postgresql://ravel:s3cret-pw@127.0.0.1:{free_port()}/ravel",
-                       redis_url)
+    cluster = _cluster(
+        tmp_path, f"postgresql://ravel:s3cret-pw@127.0.0.1:{free_port()}/ravel", redis_url
+    )
     try:
         logs = _refused(cluster, 60, "(still unreachable after 30 s)")
     finally:

@@ -67,11 +67,15 @@ def test_pickle_and_unknown_tasks_are_refused(broker_cluster: Cluster, tmp_path:
     evil = _app()
     evil.conf.accept_content = ["json", "pickle"]
     queue = get_settings().default_queue
-    evil.send_task("e2e_chain.tick", kwargs={"run_id": run_id, "seq": 1}, queue=queue,
-                   serializer="pickle")
+    evil.send_task(
+        "e2e_chain.tick", kwargs={"run_id": run_id, "seq": 1}, queue=queue, serializer="pickle"
+    )
     evil.send_task("os.system", args=["touch /tmp/ravel-pwned"], queue=queue)
-    wait_for(lambda: "ContentDisallowed" in worker.log() or "disallowed" in worker.log(),
-             20, "the pickle message to be refused")
+    wait_for(
+        lambda: "ContentDisallowed" in worker.log() or "disallowed" in worker.log(),
+        20,
+        "the pickle message to be refused",
+    )
     wait_for(lambda: "unregistered task" in worker.log(), 20, "the unknown task to be refused")
     assert worker.alive()
     assert run_steps(run_id) == before
@@ -83,16 +87,31 @@ def test_pickle_and_unknown_tasks_are_refused(broker_cluster: Cluster, tmp_path:
 def test_operator_retry_with_the_cli(pg_cluster: Cluster, tmp_path: Path) -> None:
     pg_cluster.worker()
     pg_cluster.beat()
-    state = {"ledger": str(tmp_path / "ledger"), "attempts": str(tmp_path / "attempts"),
-             "fixed": str(tmp_path / "fixed"), "fail_times": 99}
+    state = {
+        "ledger": str(tmp_path / "ledger"),
+        "attempts": str(tmp_path / "attempts"),
+        "fixed": str(tmp_path / "fixed"),
+        "fail_times": 99,
+    }
     run_id = start_run("e2e_flaky", state)
     wait_for(lambda: get_run(run_id).status == "failed", 60, "the run to fail")
     (tmp_path / "fixed").touch()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "ravel"), "runs", "retry", run_id,
-         "--actor", "ops:bob", "--patch", '{"ticket": "INC-7"}'],
-        env=env, capture_output=True, text=True, timeout=60,
+        [
+            str(Path(sys.executable).parent / "ravel"),
+            "runs",
+            "retry",
+            run_id,
+            "--actor",
+            "ops:bob",
+            "--patch",
+            '{"ticket": "INC-7"}',
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     wait_for(lambda: get_run(run_id).status == "succeeded", 30, "the retried run")

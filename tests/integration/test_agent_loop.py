@@ -339,18 +339,28 @@ def test_a_timed_out_request_is_retried(sqlite_db, inline, llm, monkeypatch):
 
 
 def test_the_audit_log_shows_what_the_model_decided_and_why(any_db, inline, llm):
-    llm.set_script({"turns": [
-        {**LOOKUP, "content": "Checking stock before answering."},
-        {"content": "widget: 42 in stock"},
-    ]})
+    llm.set_script(
+        {
+            "turns": [
+                {**LOOKUP, "content": "Checking stock before answering."},
+                {"content": "widget: 42 in stock"},
+            ]
+        }
+    )
     agent = stock_agent()
     rid = start_run(agent.name, {"message": "Is widget in stock?"})
     assert settle(inline, rid).status == "succeeded"
 
-    events = [(e.kind, e.step, e.data) for e in run_history(rid)
-              if e.kind in ("llm.replied", "tool.called")]
+    events = [
+        (e.kind, e.step, e.data)
+        for e in run_history(rid)
+        if e.kind in ("llm.replied", "tool.called")
+    ]
     assert [(k, s) for k, s, _ in events] == [
-        ("llm.replied", "reason"), ("tool.called", "act"), ("llm.replied", "reason")]
+        ("llm.replied", "reason"),
+        ("tool.called", "act"),
+        ("llm.replied", "reason"),
+    ]
     first, tool_call, last = (d for _, _, d in events)
     assert first["content"] == "Checking stock before answering."
     assert first["tool_calls"] == ["check_inventory"] and first["tokens"] > 0

@@ -133,8 +133,11 @@ def test_a_state_over_the_cap_fails_the_step_and_keeps_the_previous_state(
 
     run = get_run(rid)
     assert run.status == "failed" and run.step == "grow"
-    assert re.search(r"ValueTooLarge: ctx\.state is \d+ bytes of JSON, over the 2000-byte "
-                     r"limit; .*or raise RAVEL_MAX_STATE_BYTES", run.error), run.error
+    assert re.search(
+        r"ValueTooLarge: ctx\.state is \d+ bytes of JSON, over the 2000-byte "
+        r"limit; .*or raise RAVEL_MAX_STATE_BYTES",
+        run.error,
+    ), run.error
     assert run.state == {"keep": 1, "order": {"id": 7}}  # as the previous step left it
     kinds = [e.kind for e in run_history(rid)]
     assert kinds.count("step.succeeded") == 1 and kinds[-1] == "run.failed"
@@ -193,8 +196,12 @@ def shipment(item: str) -> Any:
         item: the SKU.
     """
     tool_calls.append("shipment")
-    return {"id": SHIPMENT, "at": datetime.datetime(2024, 5, 1, 12, 30),
-            "on": datetime.date(2024, 5, 1), "cost": decimal.Decimal("12.50")}
+    return {
+        "id": SHIPMENT,
+        "at": datetime.datetime(2024, 5, 1, 12, 30),
+        "on": datetime.date(2024, 5, 1),
+        "cost": decimal.Decimal("12.50"),
+    }
 
 
 @pytest.fixture
@@ -205,10 +212,14 @@ def llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedLLMServer]:
 
 
 def test_a_50mb_llm_reply_fails_the_attempt_unread(any_db, inline, llm):
-    llm.set_script({
-        "routes": [{"match": "huge", "turns": [{"content": "big", "fault": {"huge": 50_000_000}}]}],
-        "turns": [{"content": "a normal answer"}],
-    })
+    llm.set_script(
+        {
+            "routes": [
+                {"match": "huge", "turns": [{"content": "big", "fault": {"huge": 50_000_000}}]}
+            ],
+            "turns": [{"content": "a normal answer"}],
+        }
+    )
     agent = Agent(unique("huge_reply"), "Answer.", retry=FAST)
     rid = start_run(agent.name, {"message": "say something huge"})
     before_messages = messages(rid)
@@ -239,8 +250,10 @@ def test_a_chunked_reply_is_read_no_further_than_the_cap(monkeypatch):
         conn, _ = listener.accept()
         with conn:
             conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                         b"Transfer-Encoding: chunked\r\n\r\n")
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n"
+            )
             chunk = b"x" * 65536
             try:
                 while sum(sent) < total:
@@ -254,10 +267,14 @@ def test_a_chunked_reply_is_read_no_further_than_the_cap(monkeypatch):
     monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{listener.getsockname()[1]}/v1")
     reload_settings()
     try:
-        with pytest.raises(LLMError, match="the LLM reply passed the 16777216-byte limit on "
-                                           "LLM replies: it was read no further") as caught:
-            llm_client.complete(run_id="r", model="gpt-4o-mini",
-                                messages=[{"role": "user", "content": "hi"}])
+        with pytest.raises(
+            LLMError,
+            match="the LLM reply passed the 16777216-byte limit on "
+            "LLM replies: it was read no further",
+        ) as caught:
+            llm_client.complete(
+                run_id="r", model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+            )
         server.join(10)
     finally:
         listener.close()
@@ -268,20 +285,25 @@ def test_a_chunked_reply_is_read_no_further_than_the_cap(monkeypatch):
 
 
 @pytest.mark.parametrize(("tool_name", "kind"), [("list_tags", "set"), ("load_order", "Order")])
-def test_a_tool_result_json_cannot_hold_fails_naming_the_tool(any_db, inline, llm, tool_name,
-                                                              kind):
-    llm.set_script({"turns": [
-        {"tool_calls": [{"name": tool_name, "arguments": {"item": "A-1"}}]},
-        {"content": "done"},
-    ]})
+def test_a_tool_result_json_cannot_hold_fails_naming_the_tool(any_db, inline, llm, tool_name, kind):
+    llm.set_script(
+        {
+            "turns": [
+                {"tool_calls": [{"name": tool_name, "arguments": {"item": "A-1"}}]},
+                {"content": "done"},
+            ]
+        }
+    )
     agent = Agent(unique("odd_tool"), "Use tools.", [list_tags, load_order], tool_retry=FAST)
     rid = start_run(agent.name, {"message": "tags of A-1?"})
 
     run = settle(inline, rid)
 
     assert run.status == "failed"
-    assert (f"InvalidInput: the result of tool {tool_name!r} is not JSON-serialisable "
-            f"(Object of type {kind} is not JSON serializable)") in run.error
+    assert (
+        f"InvalidInput: the result of tool {tool_name!r} is not JSON-serialisable "
+        f"(Object of type {kind} is not JSON serializable)"
+    ) in run.error
     assert tool_calls == [tool_name]  # permanent: not called again
     # Nothing half-written: the tool call's intent has no result, no tool message was added.
     rows = {row.name: row for row in ledger(rid)}
@@ -292,14 +314,22 @@ def test_a_tool_result_json_cannot_hold_fails_naming_the_tool(any_db, inline, ll
 
 
 def test_dates_times_decimals_and_uuids_from_a_tool_become_text(sqlite_db, inline, llm):
-    llm.set_script({"turns": [
-        {"tool_calls": [{"name": "shipment", "arguments": {"item": "A-1"}}]},
-        {"content": "shipped"},
-    ]})
+    llm.set_script(
+        {
+            "turns": [
+                {"tool_calls": [{"name": "shipment", "arguments": {"item": "A-1"}}]},
+                {"content": "shipped"},
+            ]
+        }
+    )
     agent = Agent(unique("dated_tool"), "Use tools.", [shipment])
     rid = start_run(agent.name, {"message": "when did A-1 ship?"})
 
     assert settle(inline, rid).status == "succeeded"
     [content] = [m["content"] for m in messages(rid) if m["role"] == "tool"]
-    assert json.loads(content) == {"id": str(SHIPMENT), "at": "2024-05-01T12:30:00",
-                                   "on": "2024-05-01", "cost": "12.50"}
+    assert json.loads(content) == {
+        "id": str(SHIPMENT),
+        "at": "2024-05-01T12:30:00",
+        "on": "2024-05-01",
+        "cost": "12.50",
+    }

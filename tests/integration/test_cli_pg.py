@@ -34,8 +34,9 @@ flow = Workflow("cli_pg_approval", version=1)
 
 @flow.step(start=True)
 def ask(ctx: Any) -> Any:
-    return WaitForApproval(prompt="Buy 3 laptops?", approvers=["finance"],
-                           timeout=timedelta(hours=1), then="buy")
+    return WaitForApproval(
+        prompt="Buy 3 laptops?", approvers=["finance"], timeout=timedelta(hours=1), then="buy"
+    )
 
 
 @flow.step

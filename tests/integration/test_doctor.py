@@ -104,8 +104,10 @@ def test_stale_heartbeats_fail_and_a_failed_pass_warns(broker: str) -> None:
     health.touch_worker(db, "celery@new", {"refund": [1]})
     health.record_reaper_pass(db, "host/8", {"woken": 0}, "wake: OperationalError: boom")
     found = lines(doctor(code=0))
-    assert found["reaper"][0] == "WARN" and "it failed: wake: OperationalError: boom" in \
-        found["reaper"][1]
+    assert (
+        found["reaper"][0] == "WARN"
+        and "it failed: wake: OperationalError: boom" in found["reaper"][1]
+    )
 
 
 def test_database_migrated_by_a_newer_version_warns(broker: str) -> None:
@@ -137,8 +139,10 @@ def test_unmigrated_database_and_unreachable_broker_fail(unmigrated_pg: str) -> 
     found = lines(doctor(code=1))
     assert found["database"][0] == "FAIL"
     assert "is not migrated; run `ravel db upgrade`" in found["database"][1]
-    assert found["broker"][0] == "FAIL" and "cannot reach the broker at redis://:**@" in \
-        found["broker"][1]
+    assert (
+        found["broker"][0] == "FAIL"
+        and "cannot reach the broker at redis://:**@" in found["broker"][1]
+    )
     assert found["workers"][0] == "WARN" and "not checked" in found["workers"][1]
     report = json.loads(doctor("--json", code=1).stdout)
     assert report["ok"] is False
@@ -147,13 +151,16 @@ def test_unmigrated_database_and_unreachable_broker_fail(unmigrated_pg: str) -> 
 
 def test_unreachable_database_fails(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAVEL_HOME", str(tmp_path))
-    monkeypatch.setenv("RAVEL_DATABASE_URL",
-                       f"postgresql://ravel:pw-s3cret@127.0.0.1:{free_port()}/ravel")
+    monkeypatch.setenv(
+        "RAVEL_DATABASE_URL", f"postgresql://ravel:pw-s3cret@127.0.0.1:{free_port()}/ravel"
+    )
     monkeypatch.setenv("RAVEL_BROKER_URL", "filesystem://")
     reload_settings()
     store.reset_db()
     found = lines(doctor(code=1))
     assert found["database"][0] == "FAIL"
-    assert "cannot reach the database at postgresql+psycopg2://ravel:***@127.0.0.1" in \
-        found["database"][1]
+    assert (
+        "cannot reach the database at postgresql+psycopg2://ravel:***@127.0.0.1"
+        in found["database"][1]
+    )
     assert "pw-s3cret" not in json.dumps(found)

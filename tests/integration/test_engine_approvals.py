@@ -36,8 +36,12 @@ def _approval_flow(timeout: timedelta | None = None, seen: list | None = None) -
 
     @flow.step(start=True)
     def ask(ctx):
-        return WaitForApproval(prompt=f"Pay {ctx.state.get('amount', 0)}?",
-                               approvers=["alice", "bob"], timeout=timeout, then="after")
+        return WaitForApproval(
+            prompt=f"Pay {ctx.state.get('amount', 0)}?",
+            approvers=["alice", "bob"],
+            timeout=timeout,
+            then="after",
+        )
 
     @flow.step
     def after(ctx):
@@ -79,8 +83,7 @@ def test_reject_passes_the_reason(any_db, inline):
     rid = _parked(inline, _approval_flow())
     reject(rid, "bob", "too expensive")
     inline.drain()
-    assert get_run(rid).result == {"decision": "rejected", "actor": "bob",
-                                   "data": "too expensive"}
+    assert get_run(rid).result == {"decision": "rejected", "actor": "bob", "data": "too expensive"}
 
 
 def test_approve_twice_is_idempotent_then_reject_is_refused(any_db, inline):
@@ -115,8 +118,9 @@ def test_concurrent_approves_record_exactly_one_decision(pg_db, inline):
             except Exception as exc:  # any error fails the assertion below
                 errors.append(exc)
 
-        threads = [threading.Thread(target=decide, args=(a,))
-                   for a in ("alice", "bob", "alice", "bob")]
+        threads = [
+            threading.Thread(target=decide, args=(a,)) for a in ("alice", "bob", "alice", "bob")
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -141,7 +145,8 @@ def test_non_approver_is_refused_audited_and_the_run_stays_waiting(any_db, inlin
     assert run.status == "waiting" and run.wait is not None
     refused = [e for e in run_history(rid) if e.kind == "wait.refused"]
     assert [(e.actor, e.data["decision"]) for e in refused] == [
-        ("mallory", "approved"), ("eve", "rejected"),
+        ("mallory", "approved"),
+        ("eve", "rejected"),
     ]
     assert not inline.queue
     approve(rid, "bob")  # a real approver still decides
@@ -268,8 +273,11 @@ def test_approval_racing_its_expiry_has_exactly_one_outcome(any_db, inline):
             except Exception as exc:
                 errors.append(exc)
 
-        threads = [threading.Thread(target=approver), threading.Thread(target=reaper),
-                   threading.Thread(target=approver)]
+        threads = [
+            threading.Thread(target=approver),
+            threading.Thread(target=reaper),
+            threading.Thread(target=approver),
+        ]
         for t in threads:
             t.start()
         for t in threads:

@@ -34,8 +34,7 @@ def _finished_run(inline) -> str:
     def fetch(ctx):
         if ctx.attempt == 1:
             raise RuntimeError("flaky")
-        return WaitForApproval("ok?", approvers=["alice"], timeout=timedelta(hours=1),
-                               then="pay")
+        return WaitForApproval("ok?", approvers=["alice"], timeout=timedelta(hours=1), then="pay")
 
     @flow.step
     def pay(ctx):
@@ -69,12 +68,19 @@ def test_every_transition_is_audited_in_order(any_db, inline):
     history = run_history(rid)
     assert [e.kind for e in history] == [
         "run.started",
-        "step.started", "step.failed", "step.retry_scheduled",
+        "step.started",
+        "step.failed",
+        "step.retry_scheduled",
         "run.woken",
-        "step.started", "step.succeeded", "run.waiting",
+        "step.started",
+        "step.succeeded",
+        "run.waiting",
         "wait.approved",
-        "step.started", "step.succeeded",
-        "step.started", "step.succeeded", "run.succeeded",
+        "step.started",
+        "step.succeeded",
+        "step.started",
+        "step.succeeded",
+        "run.succeeded",
     ]
     assert [e.idx for e in history] == list(range(1, len(history) + 1))
     ats = [e.at for e in history]
@@ -92,8 +98,11 @@ def test_untouched_chain_verifies(any_db, inline):
 
 def test_edited_event_data_is_detected(any_db, inline):
     rid = _finished_run(inline)
-    _sql(f"UPDATE ravel_audit SET data = {_json(':d')} WHERE run_id = :r AND idx = 2",
-         d='{"attempt": 99}', r=rid)
+    _sql(
+        f"UPDATE ravel_audit SET data = {_json(':d')} WHERE run_id = :r AND idx = 2",
+        d='{"attempt": 99}',
+        r=rid,
+    )
     result = verify_audit(rid)
     assert not result.ok
     assert result.first_bad_idx == 2
@@ -102,8 +111,10 @@ def test_edited_event_data_is_detected(any_db, inline):
 
 def test_edited_actor_is_detected(any_db, inline):
     rid = _finished_run(inline)
-    _sql("UPDATE ravel_audit SET actor = 'mallory' WHERE run_id = :r AND kind = 'wait.approved'",
-         r=rid)
+    _sql(
+        "UPDATE ravel_audit SET actor = 'mallory' WHERE run_id = :r AND kind = 'wait.approved'",
+        r=rid,
+    )
     result = verify_audit(rid)
     assert not result.ok and result.first_bad_idx == 9
 
@@ -132,11 +143,16 @@ def test_rehashed_edit_is_detected_downstream(any_db, inline):
     row = run_history(rid)[1]
     data = {"attempt": 5}
     with get_db().engine.connect() as conn:
-        prev = conn.execute(text("SELECT prev_hash FROM ravel_audit WHERE run_id = :r AND idx = 2"),
-                            {"r": rid}).scalar_one()
+        prev = conn.execute(
+            text("SELECT prev_hash FROM ravel_audit WHERE run_id = :r AND idx = 2"), {"r": rid}
+        ).scalar_one()
     forged = event_hash(prev, rid, 2, row.kind, row.actor, row.at, row.step, data)
-    _sql(f"UPDATE ravel_audit SET data = {_json(':d')}, hash = :h WHERE run_id = :r AND idx = 2",
-         d='{"attempt": 5}', h=forged, r=rid)
+    _sql(
+        f"UPDATE ravel_audit SET data = {_json(':d')}, hash = :h WHERE run_id = :r AND idx = 2",
+        d='{"attempt": 5}',
+        h=forged,
+        r=rid,
+    )
     result = verify_audit(rid)
     assert not result.ok and result.first_bad_idx == 3
 
@@ -150,8 +166,12 @@ def test_rehashed_last_event_is_detected_by_the_recorded_head(any_db, inline):
             {"r": rid, "i": last.idx},
         ).scalar_one()
     forged = event_hash(prev, rid, last.idx, last.kind, "mallory", last.at, last.step, last.data)
-    _sql("UPDATE ravel_audit SET actor = 'mallory', hash = :h WHERE run_id = :r AND idx = :i",
-         h=forged, r=rid, i=last.idx)
+    _sql(
+        "UPDATE ravel_audit SET actor = 'mallory', hash = :h WHERE run_id = :r AND idx = :i",
+        h=forged,
+        r=rid,
+        i=last.idx,
+    )
     result = verify_audit(rid)
     assert not result.ok and result.first_bad_idx == last.idx
     assert "head" in result.problem

@@ -30,8 +30,15 @@ def _two_steps(calls: list[str]) -> str:
 
 def _snapshot(run_id: str) -> tuple:
     run = get_run(run_id)
-    return (run.status, run.step, run.seq, run.attempt, run.state, len(run_history(run_id)),
-            [(s.seq, s.attempt, s.status) for s in run_steps(run_id)])
+    return (
+        run.status,
+        run.step,
+        run.seq,
+        run.attempt,
+        run.state,
+        len(run_history(run_id)),
+        [(s.seq, s.attempt, s.status) for s in run_steps(run_id)],
+    )
 
 
 def test_same_wakeup_twice_is_a_noop(any_db, inline):

@@ -94,7 +94,8 @@ def test_idempotency_key_is_stable_across_attempts_and_distinct_per_name(any_db,
     @flow.step(start=True, retry=FAST)
     def one(ctx):
         keys[ctx.run_id, "one", ctx.attempt] = {
-            "a": ctx.idempotency_key("a"), "b": ctx.idempotency_key("b"),
+            "a": ctx.idempotency_key("a"),
+            "b": ctx.idempotency_key("b"),
         }
         if ctx.attempt == 1:
             raise RuntimeError("again")

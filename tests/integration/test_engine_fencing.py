@@ -37,8 +37,9 @@ class Remote:
         return {"done": what}
 
 
-def _blocking_flow(remote: Remote, paused: threading.Event, release: threading.Event,
-                   *, block_attempt: int = 1) -> str:
+def _blocking_flow(
+    remote: Remote, paused: threading.Event, release: threading.Event, *, block_attempt: int = 1
+) -> str:
     """a -> (block on the first attempt) -> b -> Done."""
     name = unique("fenced")
     flow = Workflow(name, retry=RetryPolicy(max_attempts=5, initial_delay=0.01))
@@ -156,8 +157,9 @@ def test_a_done_entry_found_by_the_fenced_intent_is_returned_not_called(any_db, 
 
         db = get_db()
         with db.engine.connect() as conn:
-            fencing = conn.execute(select(runs_t.c.fencing).where(runs_t.c.id == ctx.run_id)
-                                   ).scalar_one()
+            fencing = conn.execute(
+                select(runs_t.c.fencing).where(runs_t.c.id == ctx.run_id)
+            ).scalar_one()
         assert journal.begin_call(db, ctx.run_id, ctx.seq, "b", "effect", "k", fencing)
         journal.record_result(db, ctx.run_id, ctx.seq, "b", {"done": "elsewhere"})
         seen.append(ctx.effect("b", remote, "b", ctx.attempt))

@@ -97,8 +97,16 @@ def test_bad_idempotency_key_is_refused(any_db, inline):
     assert _run_count() == 0
 
 
-BAD_IDS = ["nope", "'; DROP TABLE ravel_runs; --", "x" * 10_000, "../../etc/passwd", "", 42,
-           None, str(uuid.uuid4())]
+BAD_IDS = [
+    "nope",
+    "'; DROP TABLE ravel_runs; --",
+    "x" * 10_000,
+    "../../etc/passwd",
+    "",
+    42,
+    None,
+    str(uuid.uuid4()),
+]
 
 
 def test_bad_or_unknown_run_id_is_run_not_found_everywhere(any_db, inline):

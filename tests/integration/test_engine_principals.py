@@ -25,8 +25,9 @@ def _flow(approvers: list[str], *, twice: bool = False) -> str:
 
     @flow.step(start=True)
     def ask(ctx):
-        return WaitForApproval("Pay 900 EUR?", approvers=approvers, then="second" if twice
-                               else "after")
+        return WaitForApproval(
+            "Pay 900 EUR?", approvers=approvers, then="second" if twice else "after"
+        )
 
     @flow.step
     def second(ctx):
@@ -53,8 +54,11 @@ def test_a_member_of_a_named_group_decides_and_the_history_names_person_and_grou
     assert (result.actor, result.principal) == ("alice", "group:finance-director")
     inline.drain()
 
-    assert get_run(rid).result == {"decision": "approved", "actor": "alice",
-                                   "principal": "group:finance-director"}
+    assert get_run(rid).result == {
+        "decision": "approved",
+        "actor": "alice",
+        "principal": "group:finance-director",
+    }
     decided = next(e for e in run_history(rid) if e.kind == "wait.approved")
     assert decided.actor == "alice" and decided.data["as"] == "group:finance-director"
 
@@ -84,9 +88,11 @@ def test_a_non_approver_repeating_a_decision_already_made_is_refused_and_audited
         approve(rid, "mallory", wait_id=wait_id)
     inline.drain()
     assert get_run(rid).status == "succeeded"
-    for call in (lambda: approve(rid, "mallory", wait_id=wait_id),
-                 lambda: approve(rid, "mallory"),
-                 lambda: reject(rid, "mallory", "no", wait_id=wait_id)):
+    for call in (
+        lambda: approve(rid, "mallory", wait_id=wait_id),
+        lambda: approve(rid, "mallory"),
+        lambda: reject(rid, "mallory", "no", wait_id=wait_id),
+    ):
         with pytest.raises(NotAuthorized):
             call()
     refused = [e for e in run_history(rid) if e.kind == "wait.refused"]

@@ -97,8 +97,7 @@ def test_dead_workers_lease_expires_and_the_run_is_redriven(any_db, fast_reaper,
     rid = start_run(_flow(calls), {})
     wake = inline.queue.popleft()
     # A worker claims, then dies without committing: it never renews its 0.4 s lease.
-    dead = store.claim(get_db(), rid, wake.seq, wake.step, 0.4, "dead-worker",
-                       [(wake.workflow, 1)])
+    dead = store.claim(get_db(), rid, wake.seq, wake.step, 0.4, "dead-worker", [(wake.workflow, 1)])
     assert dead is not None and get_run(rid).status == "running"
 
     # While the lease is live, neither a duplicate message nor the reaper takes the run over.
@@ -114,7 +113,9 @@ def test_dead_workers_lease_expires_and_the_run_is_redriven(any_db, fast_reaper,
     assert calls == ["first", "second"]  # the dead attempt never ran the function here
     records = run_steps(rid)
     assert [(s.seq, s.attempt, s.status) for s in records] == [
-        (0, 1, "lost"), (0, 2, "succeeded"), (1, 1, "succeeded"),
+        (0, 1, "lost"),
+        (0, 2, "succeeded"),
+        (1, 1, "succeeded"),
     ]
     assert records[0].worker is None and "died" in records[0].error
     assert records[1].worker == "inline"
@@ -123,8 +124,15 @@ def test_dead_workers_lease_expires_and_the_run_is_redriven(any_db, fast_reaper,
 
     # The dead worker wakes up (SIGCONT) and tries to commit: fenced out, nothing changes.
     before = (kinds(rid), [(s.seq, s.attempt) for s in run_steps(rid)])
-    zombie = CommitPlan(RunStatus.FAILED, "first", advance=False, step_status="failed",
-                        outcome="fail", events=[("run.failed", {})], error="zombie")
+    zombie = CommitPlan(
+        RunStatus.FAILED,
+        "first",
+        advance=False,
+        step_status="failed",
+        outcome="fail",
+        events=[("run.failed", {})],
+        error="zombie",
+    )
     assert store.commit(get_db(), dead, zombie, 5.0) is None
     assert (kinds(rid), [(s.seq, s.attempt) for s in run_steps(rid)]) == before
     assert get_run(rid).status == "succeeded" and get_run(rid).error is None
@@ -135,8 +143,9 @@ def test_a_claim_that_keeps_dying_fails_the_run_at_max_attempts(any_db, fast_rea
     rid = start_run(_flow(calls, RetryPolicy(max_attempts=2, initial_delay=0.01)), {})
     wake = inline.queue.popleft()
     for n in (1, 2):
-        claim = store.claim(get_db(), rid, wake.seq, wake.step, 0.1, f"oom-{n}",
-                            [(wake.workflow, 1)])
+        claim = store.claim(
+            get_db(), rid, wake.seq, wake.step, 0.1, f"oom-{n}", [(wake.workflow, 1)]
+        )
         assert claim is not None and claim.attempt == n
         time.sleep(0.12)  # the child is OOM-killed; its lease runs out
 
@@ -148,7 +157,9 @@ def test_a_claim_that_keeps_dying_fails_the_run_at_max_attempts(any_db, fast_rea
     assert "max_attempts=2" in run.error and "attempt 3" in run.error
     assert calls == []  # the poison step is not run a third time
     assert [(s.attempt, s.status) for s in run_steps(rid)] == [
-        (1, "lost"), (2, "lost"), (3, "failed"),
+        (1, "lost"),
+        (2, "lost"),
+        (3, "failed"),
     ]
     events = kinds(rid)
     assert events.count("step.lost") == 2 and events[-1] == "run.failed"
@@ -220,9 +231,19 @@ def test_one_bad_row_is_logged_and_skipped_and_the_pass_goes_on(any_db, inline, 
 
     next_idx = len(store_runs.history(get_db(), bad)) + 1
     with get_db().begin() as conn:
-        conn.execute(insert(table_of(AuditEvent)).values(
-            run_id=bad, idx=next_idx, kind="x", actor="x", at=run.updated_at, step=None,
-            data={}, prev_hash="", hash=""))
+        conn.execute(
+            insert(table_of(AuditEvent)).values(
+                run_id=bad,
+                idx=next_idx,
+                kind="x",
+                actor="x",
+                at=run.updated_at,
+                step=None,
+                data={},
+                prev_hash="",
+                hash="",
+            )
+        )
     time.sleep(0.1)
 
     report = reap()
@@ -257,8 +278,11 @@ def test_the_re_publish_query_returns_only_what_is_due_however_long_the_backlog(
     runs_t = table_of(Run)
     now = get_db().now()
     with get_db().begin() as conn:  # the backlog was re-published a moment ago
-        conn.execute(update(runs_t).where(runs_t.c.id.in_(backlog))
-                     .values(published_at=now, redispatch_at=now + timedelta(seconds=60)))
+        conn.execute(
+            update(runs_t)
+            .where(runs_t.c.id.in_(backlog))
+            .values(published_at=now, redispatch_at=now + timedelta(seconds=60))
+        )
     time.sleep(0.4)
 
     report = reap()

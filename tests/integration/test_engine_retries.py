@@ -58,7 +58,9 @@ def test_failing_twice_then_succeeding_follows_the_backoff(any_db, inline):
     assert attempts == [1, 2, 3]
     steps = run_steps(rid)
     assert [(s.attempt, s.status) for s in steps] == [
-        (1, "failed"), (2, "failed"), (3, "succeeded"),
+        (1, "failed"),
+        (2, "failed"),
+        (3, "succeeded"),
     ]
     assert "TimeoutError: attempt 1 timed out" in steps[0].error
     for n, expected in ((0, 0.2), (1, 0.4)):
@@ -108,7 +110,9 @@ def test_always_failing_step_fails_the_run_then_retry_run_resumes_it(any_db, inl
     assert events.count("step.retry_scheduled") == 1
     assert events[-1] == "run.failed"
     assert [(s.step, s.attempt, s.status) for s in run_steps(rid)] == [
-        ("fetch", 1, "succeeded"), ("submit", 1, "failed"), ("submit", 2, "failed"),
+        ("fetch", 1, "succeeded"),
+        ("submit", 1, "failed"),
+        ("submit", 2, "failed"),
     ]
 
     fixed["yes"] = True

@@ -50,8 +50,9 @@ def test_a_version_nobody_here_serves_is_left_pending_not_failed(any_db, inline)
     _define(name, 2)
     v1 = _registry[name].pop(1)  # this worker now serves v2 only
 
-    outcome = execute_step(rid, wake.seq, wake.step, worker="v2-only", workflow=name,
-                           version=wake.version)
+    outcome = execute_step(
+        rid, wake.seq, wake.step, worker="v2-only", workflow=name, version=wake.version
+    )
     assert not outcome.claimed
     # A wake-up that does not say its version is refused by the claim itself.
     assert not execute_step(rid, wake.seq, wake.step, worker="v2-only").claimed
@@ -72,8 +73,7 @@ def test_a_bounced_wake_up_is_re_published_at_the_next_pass_when_its_version_is_
     wake = inline.queue.popleft()
     _define(name, 2)
     v1 = _registry[name].pop(1)
-    assert not execute_step(rid, wake.seq, wake.step, worker="v2", workflow=name,
-                            version=1).claimed
+    assert not execute_step(rid, wake.seq, wake.step, worker="v2", workflow=name, version=1).claimed
     _registry[name][1] = v1
     # Due at once, not after the re-publish backoff (RAVEL_REDISPATCH_AFTER, 5 s here).
     reap_until(lambda: bool(inline.queue), timeout=2)

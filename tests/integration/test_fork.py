@@ -165,8 +165,9 @@ def approval_flow() -> Workflow:
     @flow.step(start=True)
     def propose(ctx: StepContext) -> Any:
         ctx.state["proposal"] = ctx.effect("draft", _call, "draft")
-        return WaitForApproval(prompt="Buy?", approvers=["group:finance"],
-                               timeout=timedelta(days=1), then="submit")
+        return WaitForApproval(
+            prompt="Buy?", approvers=["group:finance"], timeout=timedelta(days=1), then="submit"
+        )
 
     @flow.step
     def submit(ctx: StepContext) -> Any:
@@ -192,16 +193,15 @@ def test_fork_after_a_decided_wait_keeps_the_decision(any_db, inline):
     assert calls == ["submit"]
 
 
-def test_fork_of_a_parked_run_is_refused_before_the_wait_but_works_before_the_step(
-    any_db, inline
-):
+def test_fork_of_a_parked_run_is_refused_before_the_wait_but_works_before_the_step(any_db, inline):
     flow = approval_flow()
     rid = start_run(flow.name, {})
     inline.drain()
     assert get_run(rid).status == "waiting"
     before = run_count()
-    with pytest.raises(InvalidInput,
-                       match=r"parked on approval before step seq 1.*fork from seq 0"):
+    with pytest.raises(
+        InvalidInput, match=r"parked on approval before step seq 1.*fork from seq 0"
+    ):
         fork_run(rid, 1, "dave")
     assert run_count() == before
     calls.clear()
@@ -235,11 +235,11 @@ def test_bad_fork_requests_are_refused_clearly_and_write_nothing(any_db, inline)
         fork_run(rid, 1, "eve", state_patch='"globex"')
     with pytest.raises(InvalidInput, match=r"'_agent'.*Ravel writes it"):
         fork_run(rid, 1, "eve", state_patch={"_agent": {"turns": 0}})
-    with pytest.raises(InvalidInput,
-                       match=r'changes state\["vendor"\] from an object to an array'):
+    with pytest.raises(InvalidInput, match=r'changes state\["vendor"\] from an object to an array'):
         fork_run(rid, 1, "eve", state_patch={"vendor": ["globex"]})
-    with pytest.raises(InvalidInput,
-                       match=r'changes state\["vendor"\]\["tier"\] from a number to a string'):
+    with pytest.raises(
+        InvalidInput, match=r'changes state\["vendor"\]\["tier"\] from a number to a string'
+    ):
         fork_run(rid, 1, "eve", state_patch={"vendor": {"name": "globex", "tier": "2"}})
     assert run_count() == before
     assert len(run_history(rid)) == events
@@ -259,7 +259,8 @@ def test_fork_while_the_original_runs_does_not_disturb_its_commit(any_db, inline
     rid = start_run(flow.name, {"x": 1})
     wake = inline.queue.pop()
     worker = threading.Thread(
-        target=lambda: execute_step(wake.run_id, wake.seq, wake.step, worker="w1"))
+        target=lambda: execute_step(wake.run_id, wake.seq, wake.step, worker="w1")
+    )
     worker.start()
     assert entered.wait(10)
     fid = fork_run(rid, 0, "frank")
@@ -286,8 +287,11 @@ def test_a_fork_can_be_forked_and_keeps_the_conversation(any_db, inline):
     assert get_run(rid).result == {"said": 3}
     fid = fork_run(rid, 2, "gina")
     with get_db().engine.connect() as conn:
-        copied = conn.execute(select(func.count()).select_from(Message.__table__)
-                              .where(Message.__table__.c.run_id == fid)).scalar_one()
+        copied = conn.execute(
+            select(func.count())
+            .select_from(Message.__table__)
+            .where(Message.__table__.c.run_id == fid)
+        ).scalar_one()
     assert copied == 2
     inline.drain()
     assert get_run(fid).result == {"said": 3}
@@ -302,8 +306,20 @@ def test_cli_fork_and_show(any_db, inline: InlineDispatcher):
     rid = start_run(flow.name, {"vendor": {"name": "acme", "tier": 1}})
     inline.drain()
     runner = CliRunner()
-    result = runner.invoke(cli, ["runs", "fork", rid, "--from-step", "2", "--actor", "hana",
-                                 "--patch", '{"note": "again"}'])
+    result = runner.invoke(
+        cli,
+        [
+            "runs",
+            "fork",
+            rid,
+            "--from-step",
+            "2",
+            "--actor",
+            "hana",
+            "--patch",
+            '{"note": "again"}',
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert f"forked from run {rid} at step seq 2 (c), by hana" in result.output
     fid = result.output.split()[1]

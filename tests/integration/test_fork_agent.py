@@ -28,11 +28,15 @@ def get_quote(vendor: str) -> dict[str, Any]:
     return {"vendor": vendor, "price": 5000 if vendor == "acme" else 4200}
 
 
-QUOTE = {"tool_calls": [{"name": "get_quote", "arguments": {"vendor": "acme"}}],
-         "usage": {"prompt_tokens": 1000, "completion_tokens": 100}}
+QUOTE = {
+    "tool_calls": [{"name": "get_quote", "arguments": {"vendor": "acme"}}],
+    "usage": {"prompt_tokens": 1000, "completion_tokens": 100},
+}
 ANSWER = {"content": "acme: 5000", "usage": {"prompt_tokens": 1500, "completion_tokens": 50}}
-OTHER_ANSWER = {"content": "acme: 5000, but ask globex",
-                "usage": {"prompt_tokens": 1500, "completion_tokens": 70}}
+OTHER_ANSWER = {
+    "content": "acme: 5000, but ask globex",
+    "usage": {"prompt_tokens": 1500, "completion_tokens": 70},
+}
 
 
 @pytest.fixture
@@ -65,13 +69,17 @@ def test_a_forked_agent_run_repays_nothing_before_the_fork_point(any_db, inline,
     assert quoted == ["acme"], "the tool ran again although its step was before the fork"
     assert fork.tokens == billed["total_tokens"] == 1570
     assert get_run(rid).tokens == 1000 + 100 + 1500 + 50  # the original's own, unchanged
-    assert [m["role"] for m in messages(fid)] == ["system", "user", "assistant", "tool",
-                                                  "assistant"]
+    assert [m["role"] for m in messages(fid)] == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+    ]
     assert messages(fid)[:4] == messages(rid)[:4]
     assert [s.seq for s in run_steps(fid)] == [2, 3]
     first = run_history(fid)[0]
-    assert (first.kind, first.data["from_run"], first.data["from_seq"]) == (
-        "run.forked", rid, 2)
+    assert (first.kind, first.data["from_run"], first.data["from_seq"]) == ("run.forked", rid, 2)
     assert first.data["messages"] == 4
     assert run_history(rid)[-1].kind == "run.forked_to"
 

@@ -40,11 +40,18 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 def scrape(**kwargs: Any) -> Samples:
     app = wsgi_app(**kwargs)
     status: list[str] = []
-    body = b"".join(app({"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics",
-                         "QUERY_STRING": ""}, lambda s, h: status.append(s)))
+    body = b"".join(
+        app(
+            {"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "QUERY_STRING": ""},
+            lambda s, h: status.append(s),
+        )
+    )
     assert status == ["200 OK"]
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for f in text_string_to_metric_families(body.decode()) for s in f.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for f in text_string_to_metric_families(body.decode())
+        for s in f.samples
+    }
 
 
 def get(samples: Samples, name: str, **labels: str) -> float | None:
@@ -56,8 +63,9 @@ def gate() -> Workflow:
 
     @flow.step(start=True)
     def ask(ctx: StepContext) -> Any:
-        return WaitForApproval(prompt="Go?", approvers=["finance"], timeout=timedelta(days=1),
-                               then="go")
+        return WaitForApproval(
+            prompt="Go?", approvers=["finance"], timeout=timedelta(days=1), then="go"
+        )
 
     @flow.step
     def go(ctx: StepContext) -> Any:
@@ -106,8 +114,10 @@ def test_what_this_process_recorded_is_exposed_with_the_database_counts(any_db, 
     assert get_run(rid).status == "sleeping"
     samples = scrape()
     assert get(samples, "ravel_step_retries_total", workflow=flow.name, step="flaky") == 1
-    assert get(samples, "ravel_step_attempts_total", workflow=flow.name, step="flaky",
-               outcome="retry") == 1
+    assert (
+        get(samples, "ravel_step_attempts_total", workflow=flow.name, step="flaky", outcome="retry")
+        == 1
+    )
     assert get(samples, "ravel_runs", workflow=flow.name, status="sleeping") == 1
     assert get(samples, "ravel_runs_overdue", due="wake") == 0  # due in 30 s, not yet
     assert not [k for k in samples if k[0].endswith("_created")]
@@ -186,8 +196,10 @@ def test_a_claim_of_an_expired_lease_counts_as_a_takeover(any_db, inline):
     assert execute_step(rid, wake.seq, wake.step, worker="w2").committed
     samples = scrape(database=False)
     assert get(samples, "ravel_lease_takeovers_total", workflow=flow.name, step="only") == 1
-    assert get(samples, "ravel_step_attempts_total", workflow=flow.name, step="only",
-               outcome="done") == 1
+    assert (
+        get(samples, "ravel_step_attempts_total", workflow=flow.name, step="only", outcome="done")
+        == 1
+    )
 
 
 def test_the_example_dashboard_and_alerts_use_only_metrics_ravel_exposes(sqlite_db, inline):
@@ -196,12 +208,16 @@ def test_the_example_dashboard_and_alerts_use_only_metrics_ravel_exposes(sqlite_
     inline.drain()
     reap()
     app = wsgi_app()
-    body = b"".join(app({"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "QUERY_STRING": ""},
-                        lambda s, h: None)).decode()
-    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"),
-                "gauge": ("",)}
-    exposed = {f.name + suffix for f in text_string_to_metric_families(body)
-               for suffix in suffixes[f.type]}
+    body = b"".join(
+        app(
+            {"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "QUERY_STRING": ""},
+            lambda s, h: None,
+        )
+    ).decode()
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
+    exposed = {
+        f.name + suffix for f in text_string_to_metric_families(body) for suffix in suffixes[f.type]
+    }
     folder = Path(__file__).resolve().parents[2] / "examples" / "monitoring"
     dashboard = json.loads((folder / "grafana-dashboard.json").read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
@@ -209,5 +225,8 @@ def test_the_example_dashboard_and_alerts_use_only_metrics_ravel_exposes(sqlite_
     used = {name for e in exprs for name in re.findall(r"\bravel_[a-z_]+", e)}
     assert used, "no metric found in the examples"
     assert used - exposed == set()
-    assert {"ravel_runs_overdue_seconds", "ravel_reaper_last_pass_age_seconds",
-            "ravel_step_attempts_total"} <= used
+    assert {
+        "ravel_runs_overdue_seconds",
+        "ravel_reaper_last_pass_age_seconds",
+        "ravel_step_attempts_total",
+    } <= used

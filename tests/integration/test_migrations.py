@@ -25,8 +25,9 @@ def _diff(url: str) -> list[object]:
             opts={
                 "compare_type": True,
                 "version_table": VERSION_TABLE,
-                "include_name": lambda name, type_, _: type_ != "table"
-                or (name or "").startswith("ravel_"),
+                "include_name": lambda name, type_, _: (
+                    type_ != "table" or (name or "").startswith("ravel_")
+                ),
             },
         )
         return list(compare_metadata(ctx, Base.metadata))

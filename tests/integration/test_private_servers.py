@@ -119,9 +119,7 @@ def test_a_server_that_dies_at_start_says_why(closing: list[Server], tmp_path: P
             server.start()
 
 
-def test_a_server_never_ready_times_out_with_its_log(
-    closing: list[Server], tmp_path: Path
-) -> None:
+def test_a_server_never_ready_times_out_with_its_log(closing: list[Server], tmp_path: Path) -> None:
     server = _redis(closing, tmp_path / "redis", kind=_DeafRedis)
     with pytest.raises(ServerError, match=r"not ready after 0\.5s(?s:.*)redis\.log"):
         server.start(timeout=0.5)
@@ -220,7 +218,8 @@ def test_rabbit_node_keeps_a_persistent_message_through_restart_and_sigkill(
     timings = {"first start": rabbit.started_in}
     _publish(rabbit.url, "durable-q", {"n": 1})
     assert rabbit.list_queues() == [
-        {"name": "durable-q", "messages": 1, "durable": True, "type": "classic"}]
+        {"name": "durable-q", "messages": 1, "durable": True, "type": "classic"}
+    ]
 
     rabbit.restart()
     timings["graceful restart"] = rabbit.started_in
@@ -236,14 +235,14 @@ def test_rabbit_node_keeps_a_persistent_message_through_restart_and_sigkill(
     rabbit.delete_queue("durable-q")
     assert rabbit.list_queues() == []
     with capsys.disabled():
-        print("\nprivate RabbitMQ node: " + ", ".join(
-            f"{what} {seconds:.1f}s" for what, seconds in timings.items() if seconds))
+        print(
+            "\nprivate RabbitMQ node: "
+            + ", ".join(f"{what} {seconds:.1f}s" for what, seconds in timings.items() if seconds)
+        )
 
 
 @pytest.mark.slow
-def test_rabbit_close_leaves_nothing_and_never_touches_the_shared_node(
-    tmp_path: Path
-) -> None:
+def test_rabbit_close_leaves_nothing_and_never_touches_the_shared_node(tmp_path: Path) -> None:
     _require(scripts)
     _require(lambda: which("epmd", "it comes with Erlang"))
     shared_before = port_open(5672)

@@ -28,7 +28,9 @@ def _dump() -> str:
 
 
 def test_canaries_are_redacted_everywhere(
-    any_db: str, inline: InlineDispatcher, monkeypatch: pytest.MonkeyPatch,
+    any_db: str,
+    inline: InlineDispatcher,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     @tool
@@ -49,12 +51,18 @@ def test_canaries_are_redacted_everywhere(
     Agent(name, "Be careful.", tools=[fetch_config, explode], max_turns=6)
     caplog.set_level(logging.DEBUG)
     with scripted_llm(monkeypatch) as llm:
-        llm.set_script({"turns": [
-            {"tool_calls": [{"name": "fetch_config", "arguments": {"name": "slack"}}]},
-            {"content": f"I found {SLACK_CANARY} and {OPENAI_CANARY}.",
-             "tool_calls": [{"name": "explode", "arguments": {}}]},
-            {"content": f"Done; the key was {OPENAI_CANARY}."},
-        ]})
+        llm.set_script(
+            {
+                "turns": [
+                    {"tool_calls": [{"name": "fetch_config", "arguments": {"name": "slack"}}]},
+                    {
+                        "content": f"I found {SLACK_CANARY} and {OPENAI_CANARY}.",
+                        "tool_calls": [{"name": "explode", "arguments": {}}],
+                    },
+                    {"content": f"Done; the key was {OPENAI_CANARY}."},
+                ]
+            }
+        )
         run_id = start_run(name, {"message": "read the slack config"})
         run = settle(inline, run_id)
 

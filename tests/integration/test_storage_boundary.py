@@ -158,8 +158,12 @@ def test_nul_in_wait_data_prompt_decision_and_event_payload(any_db, inline):
 
     @flow.step(start=True)
     def ask(ctx):
-        return WaitForApproval(prompt="ship it?\x00\nreally", approvers=["ann"],
-                               data={"order\x00": "\ud800"}, then="shipped")
+        return WaitForApproval(
+            prompt="ship it?\x00\nreally",
+            approvers=["ann"],
+            data={"order\x00": "\ud800"},
+            then="shipped",
+        )
 
     @flow.step
     def shipped(ctx):
@@ -285,8 +289,11 @@ def test_oversize_inputs_are_refused_before_anything_changes(any_db, inline, lim
     def end(ctx):
         return Done(ctx.wait_result.data)
 
-    with pytest.raises(ValueTooLarge, match=r"the run input is \d+ bytes of JSON, over the "
-                       r"100-byte limit.*RAVEL_MAX_INPUT_BYTES"):
+    with pytest.raises(
+        ValueTooLarge,
+        match=r"the run input is \d+ bytes of JSON, over the "
+        r"100-byte limit.*RAVEL_MAX_INPUT_BYTES",
+    ):
         start_run(name, {"blob": "x" * 200})
     with get_db().engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Run.__table__)).scalar_one() == 0
@@ -417,10 +424,14 @@ def test_llm_replies_and_tool_results_with_nul_are_journaled_once(any_db, inline
     # Each journaled call is followed by a crash before the step's commit: the retry must find
     # the result in the journal (on PostgreSQL too) instead of calling again.
     arm("after_llm_response_before_persist@reason=raise,after_effect_call_before_commit@act=raise")
-    llm.set_script({"turns": [
-        {"tool_calls": [{"name": "read_raw", "arguments": {"path": "/tmp/a\x00b"}}]},
-        {"content": "the file says head\x00tail"},
-    ]})
+    llm.set_script(
+        {
+            "turns": [
+                {"tool_calls": [{"name": "read_raw", "arguments": {"path": "/tmp/a\x00b"}}]},
+                {"content": "the file says head\x00tail"},
+            ]
+        }
+    )
     agent = Agent(agent_name("raw"), "Read files.", [read_raw], retry=FAST, tool_retry=FAST)
     rid = start_run(agent.name, {"message": "What is in /tmp/a?"})
 

@@ -79,20 +79,31 @@ def charge(amount: float) -> dict[str, Any]:
 
 
 def _of(exporter: InMemorySpanExporter, run_id: str) -> list[ReadableSpan]:
-    return [s for s in exporter.get_finished_spans()
-            if s.attributes and s.attributes.get("ravel.run_id") == run_id]
+    return [
+        s
+        for s in exporter.get_finished_spans()
+        if s.attributes and s.attributes.get("ravel.run_id") == run_id
+    ]
 
 
 def test_one_trace_per_run_with_step_llm_and_tool_spans(
-    sqlite_db: str, inline: InlineDispatcher, llm: ScriptedLLMServer,
+    sqlite_db: str,
+    inline: InlineDispatcher,
+    llm: ScriptedLLMServer,
     exported: InMemorySpanExporter,
 ) -> None:
-    llm.set_script({"turns": [
-        {"content": "Looking it up.", "tool_calls": [
-            {"name": "lookup", "arguments": {"sku": f"A-1 {CANARY}"}}]},
-        {"tool_calls": [{"name": "charge", "arguments": {"amount": 12.5}}]},
-        {"content": "Charged $12.50."},
-    ]})
+    llm.set_script(
+        {
+            "turns": [
+                {
+                    "content": "Looking it up.",
+                    "tool_calls": [{"name": "lookup", "arguments": {"sku": f"A-1 {CANARY}"}}],
+                },
+                {"tool_calls": [{"name": "charge", "arguments": {"amount": 12.5}}]},
+                {"content": "Charged $12.50."},
+            ]
+        }
+    )
     agent = Agent(unique("traced"), "Buy it.", tools=[lookup, charge])
     run_id = agent.start("Buy A-1")
     assert settle(inline, run_id).status == "waiting"
@@ -106,8 +117,12 @@ def test_one_trace_per_run_with_step_llm_and_tool_spans(
 
     steps = [s for s in found if s.kind is SpanKind.CONSUMER]
     names = [s.name for s in steps]
-    assert names[:4] == [f"{agent.name}.reason", f"{agent.name}.act",
-                         f"{agent.name}.reason", f"{agent.name}.act"]
+    assert names[:4] == [
+        f"{agent.name}.reason",
+        f"{agent.name}.act",
+        f"{agent.name}.reason",
+        f"{agent.name}.act",
+    ]
     run_parent = spans.run_context(run_id)
     from opentelemetry import trace
 
@@ -124,12 +139,13 @@ def test_one_trace_per_run_with_step_llm_and_tool_spans(
     assert first.attributes["gen_ai.provider.name"] == "openai"
     assert first.attributes["gen_ai.response.finish_reasons"] == ("tool_calls",)
     assert chats[-1].attributes["gen_ai.response.finish_reasons"] == ("stop",)
-    billed = sum(s.attributes["gen_ai.usage.input_tokens"]
-                 + s.attributes["gen_ai.usage.output_tokens"] for s in chats)
+    billed = sum(
+        s.attributes["gen_ai.usage.input_tokens"] + s.attributes["gen_ai.usage.output_tokens"]
+        for s in chats
+    )
     assert billed == get_run(run_id).tokens
     by_id = {s.context.span_id: s for s in found}
-    assert all(by_id[c.parent.span_id].name == f"{agent.name}.reason" for c in chats
-               if c.parent)
+    assert all(by_id[c.parent.span_id].name == f"{agent.name}.reason" for c in chats if c.parent)
 
     tools = [s for s in found if s.attributes.get("gen_ai.operation.name") == "execute_tool"]
     assert [s.name for s in tools] == ["execute_tool lookup", "execute_tool charge"]
@@ -160,7 +176,9 @@ def test_a_failed_attempt_is_an_error_span_with_the_error_redacted(
     found = _of(exported, run_id)
     steps = [s for s in found if s.kind is SpanKind.CONSUMER]
     assert [(s.attributes["ravel.attempt"], s.status.status_code) for s in steps] == [
-        (1, StatusCode.ERROR), (2, StatusCode.UNSET)]
+        (1, StatusCode.ERROR),
+        (2, StatusCode.UNSET),
+    ]
     assert steps[0].status.description == "RuntimeError: vendor refused token [redacted]"
     assert steps[0].attributes["ravel.status"] == "sleeping"  # a retry was scheduled
     effects = [s for s in found if s.name == "effect pay"]

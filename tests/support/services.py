@@ -50,8 +50,7 @@ def rabbitmq_available() -> bool:
 
 def rabbitmqctl(*args: str) -> str:
     """Run ``rabbitmqctl -q ARGS`` against the test RabbitMQ; return its output."""
-    done = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
         raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {done.stderr or done.stdout}")
     return done.stdout
@@ -77,8 +76,15 @@ def vhost_of(broker_url: str) -> str:
 def queue_depths(vhost: str) -> dict[str, tuple[int, int]]:
     """``{queue: (ready, unacked)}`` for every queue of ``vhost``, as ``rabbitmqctl`` shows
     them: the counts of quorum queues are refreshed only every few seconds."""
-    out = rabbitmqctl("list_queues", "-p", vhost, "--no-table-headers", "name", "messages_ready",
-                      "messages_unacknowledged")
+    out = rabbitmqctl(
+        "list_queues",
+        "-p",
+        vhost,
+        "--no-table-headers",
+        "name",
+        "messages_ready",
+        "messages_unacknowledged",
+    )
     depths: dict[str, tuple[int, int]] = {}
     for line in out.splitlines():
         name, ready, unacked = line.rsplit("\t", 2)

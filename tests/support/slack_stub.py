@@ -60,8 +60,7 @@ class SlackStub:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,),
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
         self.thread.start()
 
     @property
@@ -80,11 +79,13 @@ class SlackStub:
             return {"ok": True, "channel": body.get("channel"), "ts": f"{time.time():.6f}"}
         return {"ok": True}
 
-    def fail_next(self, times: int = 1, status: int = 500,
-                  answer: dict[str, Any] | None = None) -> None:
+    def fail_next(
+        self, times: int = 1, status: int = 500, answer: dict[str, Any] | None = None
+    ) -> None:
         with self.lock:
-            self.failures.extend([(status, answer or {"ok": False, "error": "fatal_error"})]
-                                 * times)
+            self.failures.extend(
+                [(status, answer or {"ok": False, "error": "fatal_error"})] * times
+            )
 
     def sent(self, path_end: str) -> list[Received]:
         with self.lock:
@@ -113,12 +114,16 @@ class SlackStub:
         self.close()
 
 
-def signed(secret: str, payload: dict[str, Any], timestamp: int | str | None = None
-           ) -> tuple[bytes, dict[str, str]]:
+def signed(
+    secret: str, payload: dict[str, Any], timestamp: int | str | None = None
+) -> tuple[bytes, dict[str, str]]:
     """A form body with ``payload`` and the headers Slack would sign it with."""
     body = urlencode({"payload": json.dumps(payload)}).encode()
     ts = str(int(time.time()) if timestamp is None else timestamp)
     base = b"v0:" + ts.encode() + b":" + body
     signature = "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
-    return body, {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature,
-                  "Content-Type": "application/x-www-form-urlencoded"}
+    return body, {
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": signature,
+        "Content-Type": "application/x-www-form-urlencoded",
+    }

@@ -23,8 +23,13 @@ def test_a_created_key_is_stored_only_as_its_sha256_and_resolves_to_its_caller(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "keys.toml"
-    secret, entry = keys.create(path, "alice-laptop", principal="alice", roles=["approver"],
-                                groups=["finance", "group:legal"])
+    secret, entry = keys.create(
+        path,
+        "alice-laptop",
+        principal="alice",
+        roles=["approver"],
+        groups=["finance", "group:legal"],
+    )
     assert secret.startswith("rvl_") and len(secret) >= 40
     text = path.read_text()
     assert secret not in text and secret[4:] not in text
@@ -36,7 +41,11 @@ def test_a_created_key_is_stored_only_as_its_sha256_and_resolves_to_its_caller(
     assert found == entry
     caller = found.caller()
     assert (caller.principal, caller.role, caller.groups, caller.key_name) == (
-        "alice", Role.APPROVER, ("finance", "legal"), "alice-laptop")
+        "alice",
+        Role.APPROVER,
+        ("finance", "legal"),
+        "alice-laptop",
+    )
     assert keys.load(path).find(secret + "x") is None
     assert keys.load(path).find("") is None
 
@@ -61,20 +70,33 @@ def test_names_are_unique_and_revoking_removes_the_key(tmp_path: Path) -> None:
         keys.revoke(path, "ci")
 
 
-@pytest.mark.parametrize(("text", "words"), [
-    ("[[keys]\n", "not valid TOML"),
-    ("[[keys]]\nname = 'a'\nroles = ['root']\nsha256 = '%s'\n" % ("0" * 64), "unknown role 'root'"),
-    ("[[keys]]\nname = 'a'\nroles = ['viewer']\nsha256 = 'secret'\n", "64 lowercase hex"),
-    ("[[keys]]\nname = 'a'\nroles = ['viewer']\n", "lacks 'sha256'"),
-    ("[[keys]]\nname = 'a'\nrole = 'viewer'\nroles = ['viewer']\nsha256 = '%s'\n" % ("0" * 64),
-     "unknown fields role"),
-    ("[[keys]]\nname = 'a b'\nroles = ['viewer']\nsha256 = '%s'\n" % ("0" * 64),
-     "without spaces"),
-    ("[[keys]]\nname = 'a'\nroles = []\nsha256 = '%s'\n" % ("0" * 64), "non-empty list"),
-    (("[[keys]]\nname = 'a'\nroles = ['viewer']\nsha256 = '%s'\n" % ("0" * 64)) * 2,
-     "names a twice"),
-    ("other = 1\n", "only a list `keys`"),
-])
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("[[keys]\n", "not valid TOML"),
+        (
+            "[[keys]]\nname = 'a'\nroles = ['root']\nsha256 = '%s'\n" % ("0" * 64),
+            "unknown role 'root'",
+        ),
+        ("[[keys]]\nname = 'a'\nroles = ['viewer']\nsha256 = 'secret'\n", "64 lowercase hex"),
+        ("[[keys]]\nname = 'a'\nroles = ['viewer']\n", "lacks 'sha256'"),
+        (
+            "[[keys]]\nname = 'a'\nrole = 'viewer'\nroles = ['viewer']\nsha256 = '%s'\n"
+            % ("0" * 64),
+            "unknown fields role",
+        ),
+        (
+            "[[keys]]\nname = 'a b'\nroles = ['viewer']\nsha256 = '%s'\n" % ("0" * 64),
+            "without spaces",
+        ),
+        ("[[keys]]\nname = 'a'\nroles = []\nsha256 = '%s'\n" % ("0" * 64), "non-empty list"),
+        (
+            ("[[keys]]\nname = 'a'\nroles = ['viewer']\nsha256 = '%s'\n" % ("0" * 64)) * 2,
+            "names a twice",
+        ),
+        ("other = 1\n", "only a list `keys`"),
+    ],
+)
 def test_a_broken_keys_file_is_refused_naming_the_file_and_the_problem(
     tmp_path: Path, text: str, words: str
 ) -> None:
@@ -99,8 +121,20 @@ def test_ravel_keys_create_prints_the_key_once_and_list_never_shows_it(
 ) -> None:
     monkeypatch.setenv("RAVEL_API_KEYS_FILE", str(tmp_path / "k.toml"))
     runner = CliRunner()
-    made = runner.invoke(cli, ["keys", "create", "fin-bot", "--role", "approver", "--group",
-                               "finance", "--principal", "alice"])
+    made = runner.invoke(
+        cli,
+        [
+            "keys",
+            "create",
+            "fin-bot",
+            "--role",
+            "approver",
+            "--group",
+            "finance",
+            "--principal",
+            "alice",
+        ],
+    )
     assert made.exit_code == 0, made.output
     secret = made.stdout.strip()
     assert secret.startswith("rvl_") and "\n" not in secret
@@ -108,8 +142,9 @@ def test_ravel_keys_create_prints_the_key_once_and_list_never_shows_it(
     assert keys.load(tmp_path / "k.toml").find(secret).caller().principal == "alice"
 
     listed = runner.invoke(cli, ["keys", "list", "--json"])
-    assert json.loads(listed.stdout) == [{"name": "fin-bot", "principal": "alice",
-                                          "roles": ["approver"], "groups": ["finance"]}]
+    assert json.loads(listed.stdout) == [
+        {"name": "fin-bot", "principal": "alice", "roles": ["approver"], "groups": ["finance"]}
+    ]
     assert secret not in listed.output
 
     twice = runner.invoke(cli, ["keys", "create", "fin-bot", "--role", "viewer"])

@@ -13,19 +13,20 @@ from tasks.config import broker_transport_options, celery_config, is_amqp, task_
 
 
 def _settings(tmp_path: Path, broker_url: str, step_time_limit: float = 300.0) -> Settings:
-    base = Settings(home=tmp_path, database_url="sqlite://", broker_url=broker_url,
-                    workflows=())
+    base = Settings(home=tmp_path, database_url="sqlite://", broker_url=broker_url, workflows=())
     return replace(base, step_time_limit=step_time_limit)
 
 
-@pytest.mark.parametrize("url", ["amqp://guest:guest@127.0.0.1:5672//", "pyamqp://h/v",
-                                 "amqps://h:5671/v"])
+@pytest.mark.parametrize(
+    "url", ["amqp://guest:guest@127.0.0.1:5672//", "pyamqp://h/v", "amqps://h:5671/v"]
+)
 def test_amqp_urls_are_recognised(url: str) -> None:
     assert is_amqp(url)
 
 
-@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/0", "rediss://h/0", "filesystem://",
-                                 "sqs://", "memory://"])
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:6379/0", "rediss://h/0", "filesystem://", "sqs://", "memory://"]
+)
 def test_other_urls_are_not_amqp(url: str) -> None:
     assert not is_amqp(url)
 
@@ -67,8 +68,11 @@ def test_redis_keeps_its_settings(tmp_path: Path) -> None:
     options = broker_transport_options(s)
     assert options["visibility_timeout"] == 4 * (300 + 60)
     assert "confirm_publish" not in options
-    assert not {"task_default_queue_type", "task_create_missing_queue_type",
-                "broker_heartbeat"} & set(config)
+    assert not {
+        "task_default_queue_type",
+        "task_create_missing_queue_type",
+        "broker_heartbeat",
+    } & set(config)
     queue = task_queue("ravel", s)
     assert queue.queue_arguments is None and queue.consumer_arguments is None
     app = Celery("publisher")

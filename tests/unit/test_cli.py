@@ -38,8 +38,12 @@ approval_flow = Workflow("cli_approval", version=2)
 
 @approval_flow.step(start=True)
 def ask(ctx: Any) -> Any:
-    return WaitForApproval(prompt=f"Refund {ctx.state['amount']}?", approvers=["finance"],
-                           timeout=timedelta(days=1), then="finish")
+    return WaitForApproval(
+        prompt=f"Refund {ctx.state['amount']}?",
+        approvers=["finance"],
+        timeout=timedelta(days=1),
+        then="finish",
+    )
 
 
 @approval_flow.step
@@ -154,8 +158,18 @@ def test_runs_show_text_and_json(sqlite_db: str, inline: Any) -> None:
     wait_id = get_run(rid).wait.id  # type: ignore[union-attr]
 
     out = ravel("runs", "show", rid).stdout
-    for expected in (rid, "cli_approval (version 2)", "waiting", "Refund 120?", "finance",
-                     wait_id, '{"amount":120}', "steps", "ask", "inline"):
+    for expected in (
+        rid,
+        "cli_approval (version 2)",
+        "waiting",
+        "Refund 120?",
+        "finance",
+        wait_id,
+        '{"amount":120}',
+        "steps",
+        "ask",
+        "inline",
+    ):
         assert expected in out
 
     shown = json.loads(ravel("runs", "show", rid, "--json").stdout)
@@ -265,8 +279,20 @@ def test_reject_with_reason_and_wait_id(sqlite_db: str, inline: Any) -> None:
     )
     assert f"has no wait {'0' * 36}" in stale and "stale" in stale
     assert get_run(rid).status == "waiting"
-    decided = json.loads(ravel("approvals", "reject", rid, "--actor", "finance", "--reason",
-                               "too much", "--wait-id", wait_id, "--json").stdout)
+    decided = json.loads(
+        ravel(
+            "approvals",
+            "reject",
+            rid,
+            "--actor",
+            "finance",
+            "--reason",
+            "too much",
+            "--wait-id",
+            wait_id,
+            "--json",
+        ).stdout
+    )
     assert decided == {**decided, "decision": "rejected", "wait_id": wait_id, "data": "too much"}
     inline.drain()
     assert get_run(rid).status == "failed" and "too much" in (get_run(rid).error or "")
@@ -288,8 +314,10 @@ def test_retry_with_a_patch_resumes_the_failed_run(sqlite_db: str, inline: Any) 
     assert get_run(rid).status == "failed"
 
     out = ravel("runs", "retry", rid, "--actor", "ops:ann", "--patch", '{"card_ok": true}')
-    assert out.stdout == (f"run {rid} will retry step charge (attempt 1 after the retry), "
-                          "retried by ops:ann; state keys patched: card_ok\n")
+    assert out.stdout == (
+        f"run {rid} will retry step charge (attempt 1 after the retry), "
+        "retried by ops:ann; state keys patched: card_ok\n"
+    )
     run = get_run(rid)
     assert run.status == "pending" and run.state["card_ok"] is True and run.error is None
     inline.drain()
@@ -315,7 +343,7 @@ def test_show_numbers_attempts_as_the_run_does_and_shows_the_traceback(
     # The failed attempt's traceback, right under the error, down to the raising line.
     assert lines[error + 1].split() == ["traceback", "of", "seq", "1,", "attempt", "1:"]
     assert lines[error + 2] == "  Traceback (most recent call last):"
-    trace = lines[error + 2:next(i for i, line in enumerate(lines) if line.startswith("input"))]
+    trace = lines[error + 2 : next(i for i, line in enumerate(lines) if line.startswith("input"))]
     assert any("in pay" in line for line in trace) and "card processor down" in trace[-1]
 
     out = ravel("runs", "retry", rid, "--actor", "ops:ann", "--patch", '{"card_ok": true}')
@@ -330,12 +358,19 @@ def test_show_numbers_attempts_as_the_run_does_and_shows_the_traceback(
     assert re.search(r"pay \(seq \d+, attempt 1\)", text) and "Traceback" not in text
     rows = [line.split("│")[1:-1] for line in text.splitlines() if line.startswith("│")]
     cells = [[c.strip() for c in row[:4]] for row in rows]
-    assert cells == [["0", "1", "prepare", "succeeded"], ["1", "1", "pay", "failed"],
-                     ["-", "-", "pay", "retried by ops:ann"], ["1", "1", "pay", "succeeded"]]
+    assert cells == [
+        ["0", "1", "prepare", "succeeded"],
+        ["1", "1", "pay", "failed"],
+        ["-", "-", "pay", "retried by ops:ann"],
+        ["1", "1", "pay", "succeeded"],
+    ]
     as_json = json.loads(CliRunner().invoke(cli, ["runs", "show", rid, "--json"]).stdout)
     assert as_json["attempt"] == 1
     assert [(s["seq"], s["attempt"], s["status"]) for s in as_json["steps"]] == [
-        (0, 1, "succeeded"), (1, 1, "failed"), (1, 1, "succeeded")]
+        (0, 1, "succeeded"),
+        (1, 1, "failed"),
+        (1, 1, "succeeded"),
+    ]
     assert "card processor down" in as_json["steps"][1]["traceback"]
 
 
@@ -343,9 +378,12 @@ def test_retry_with_a_patch_file(sqlite_db: str, inline: Any, tmp_path: Path) ->
     rid = failed_card(inline)
     patch = tmp_path / "patch.json"
     patch.write_text('{"card_ok": true, "note": "new card"}')
-    assert "not both" in CliRunner().invoke(
-        cli, ["runs", "retry", rid, "--patch", "{}", "--patch-file", str(patch)]
-    ).stderr
+    assert (
+        "not both"
+        in CliRunner()
+        .invoke(cli, ["runs", "retry", rid, "--patch", "{}", "--patch-file", str(patch)])
+        .stderr
+    )
     shown = json.loads(ravel("runs", "retry", rid, "--patch-file", str(patch), "--json").stdout)
     assert shown["status"] == "pending" and shown["state"]["note"] == "new card"
 
@@ -358,7 +396,9 @@ def test_cancel(sqlite_db: str, inline: Any, monkeypatch: pytest.MonkeyPatch) ->
     assert get_run(rid).status == "cancelled"
     last = run_history(rid)[-1]
     assert (last.kind, last.actor, last.data["reason"]) == (
-        "run.cancelled", "ops:bob", "customer withdrew"
+        "run.cancelled",
+        "ops:bob",
+        "customer withdrew",
     )
     assert "cancelled" in ravel_fails("approvals", "approve", rid, "--actor", "finance")
 
@@ -375,8 +415,9 @@ def test_cancel_default_actor_is_the_os_user(sqlite_db: str, inline: Any) -> Non
 def test_events_send_wakes_a_waiting_run(sqlite_db: str, inline: Any) -> None:
     rid = start_run("cli_event", {})
     inline.drain()
-    assert "--payload is not valid JSON" in ravel_fails("events", "send", rid, "paid",
-                                                        "--payload", "{")
+    assert "--payload is not valid JSON" in ravel_fails(
+        "events", "send", rid, "paid", "--payload", "{"
+    )
     assert get_run(rid).status == "waiting"
     out = ravel("events", "send", rid, "paid", "--payload", '{"ref": "tx-1"}', "--actor", "bank")
     assert "delivered" in out.stdout
@@ -407,8 +448,10 @@ def test_audit_verify_ok_then_detects_an_edited_row(sqlite_db: str, inline: Any)
     assert json.loads(ravel("audit", "verify", rid, "--json").stdout)["ok"] is True
 
     with store.get_db().engine.begin() as conn:
-        conn.execute(text("UPDATE ravel_audit SET data = :d WHERE run_id = :r AND idx = 2"),
-                     {"d": '{"forged": true}', "r": rid})
+        conn.execute(
+            text("UPDATE ravel_audit SET data = :d WHERE run_id = :r AND idx = 2"),
+            {"d": '{"forged": true}', "r": rid},
+        )
     line = ravel_fails("audit", "verify", rid)
     assert "idx 2" in line and "edited" in line
 
@@ -421,16 +464,19 @@ def test_audit_verify_ok_then_detects_an_edited_row(sqlite_db: str, inline: Any)
 # --- errors --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args", [
-    ["runs", "show", "not-a-uuid"],
-    ["runs", "history", "not-a-uuid", "--json"],
-    ["runs", "retry", "not-a-uuid"],
-    ["runs", "cancel", "not-a-uuid"],
-    ["approvals", "approve", "not-a-uuid", "--actor", "finance"],
-    ["approvals", "reject", "not-a-uuid", "--actor", "finance"],
-    ["events", "send", "not-a-uuid", "paid"],
-    ["audit", "verify", "not-a-uuid"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["runs", "show", "not-a-uuid"],
+        ["runs", "history", "not-a-uuid", "--json"],
+        ["runs", "retry", "not-a-uuid"],
+        ["runs", "cancel", "not-a-uuid"],
+        ["approvals", "approve", "not-a-uuid", "--actor", "finance"],
+        ["approvals", "reject", "not-a-uuid", "--actor", "finance"],
+        ["events", "send", "not-a-uuid", "paid"],
+        ["audit", "verify", "not-a-uuid"],
+    ],
+)
 def test_a_malformed_run_id_is_one_line(sqlite_db: str, args: list[str]) -> None:
     assert "'not-a-uuid' is not a run id" in ravel_fails(*args)
 
@@ -467,8 +513,10 @@ def test_an_unmigrated_database_gets_the_upgrade_hint(own_url: None, tmp_path: P
 def test_an_unsupported_database_is_one_line(
     own_url: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, args: list[str]
 ) -> None:
-    expected = ("error: unsupported database mysql:// in RAVEL_DATABASE_URL; Ravel supports "
-                "postgresql:// (production) and sqlite:/// (embedded default)")
+    expected = (
+        "error: unsupported database mysql:// in RAVEL_DATABASE_URL; Ravel supports "
+        "postgresql:// (production) and sqlite:/// (embedded default)"
+    )
     assert ravel_fails("--database-url", "mysql://ravel:s3cret@db/ravel", *args) == expected
     monkeypatch.setenv("RAVEL_DATABASE_URL", "mysql+pymysql://ravel:s3cret@db/ravel")
     get_settings.cache_clear()  # as in a process started with it
@@ -482,8 +530,7 @@ def test_db_upgrade_creates_the_tables(own_url: None, tmp_path: Path) -> None:
     path.touch()
     url = f"sqlite:///{path}"
     assert "not migrated" in ravel("--database-url", url, "db", "current").stdout
-    assert "upgraded from empty to revision" in ravel("--database-url", url, "db",
-                                                      "upgrade").stdout
+    assert "upgraded from empty to revision" in ravel("--database-url", url, "db", "upgrade").stdout
     engine = create_engine(url)
     tables = set(inspect(engine).get_table_names())
     engine.dispose()
@@ -526,8 +573,13 @@ def test_the_installed_script_prints_no_traceback(sqlite_db: str) -> None:
     script = Path(sys.executable).parent / "ravel"
     if not script.exists():
         pytest.skip(f"the console script is not installed next to {sys.executable}")
-    proc = subprocess.run([str(script), "runs", "show", "not-a-uuid"], capture_output=True,
-                          text=True, env=dict(os.environ), timeout=60)
+    proc = subprocess.run(
+        [str(script), "runs", "show", "not-a-uuid"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=60,
+    )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]

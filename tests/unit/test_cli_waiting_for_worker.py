@@ -24,8 +24,14 @@ def _show(run_id: str) -> str:
 def _run_on(version: int) -> str:
     """A pending run of ``FLOW`` at ``version``, as ``start_run`` would create it."""
     run_id, created = runs.create_run(
-        get_db(), workflow=FLOW, version=version, step="go", input={}, idempotency_key=None,
-        actor="test", redispatch_after=5,
+        get_db(),
+        workflow=FLOW,
+        version=version,
+        step="go",
+        input={},
+        idempotency_key=None,
+        actor="test",
+        redispatch_after=5,
     )
     assert created
     return run_id
@@ -34,9 +40,11 @@ def _run_on(version: int) -> str:
 def _last_seen(version: int, seconds_ago: float) -> None:
     workflows = table_of(WorkflowRecord)
     with get_db().begin() as conn:
-        conn.execute(update(workflows).where(workflows.c.name == FLOW,
-                                             workflows.c.version == version)
-                     .values(last_seen_at=now_plus(-seconds_ago)))
+        conn.execute(
+            update(workflows)
+            .where(workflows.c.name == FLOW, workflows.c.version == version)
+            .values(last_seen_at=now_plus(-seconds_ago))
+        )
 
 
 def test_a_pending_run_of_a_version_no_worker_serves_says_so(any_db: str) -> None:
@@ -48,8 +56,9 @@ def test_a_pending_run_of_a_version_no_worker_serves_says_so(any_db: str) -> Non
     out = _show(stale)
     seen = runs.get_workflow(get_db(), FLOW, 1)
     assert seen is not None and not seen.fresh
-    assert ("waiting for a worker: no worker serves cli_drain v1 "
-            f"(last seen {when(seen.last_seen_at)})") in out, out
+    assert (
+        f"waiting for a worker: no worker serves cli_drain v1 (last seen {when(seen.last_seen_at)})"
+    ) in out, out
     assert "no worker serves cli_drain v3 (never seen)" in _show(unknown)
     assert "waiting for a worker" not in _show(served)  # v2 is served: just queued
 

@@ -20,8 +20,7 @@ PER_PRODUCER = 150
 
 
 def _settings(home: Path) -> Settings:
-    return Settings(home=home, database_url="sqlite://", broker_url="filesystem://",
-                    workflows=())
+    return Settings(home=home, database_url="sqlite://", broker_url="filesystem://", workflows=())
 
 
 def _produce(home: str, producer: int) -> None:

@@ -109,7 +109,10 @@ def test_install_registers_ravel_when_a_worker_starts_beside_the_hosts_own_tasks
     # Ravel's per-task settings, although the app has Celery's defaults.
     assert app.conf.task_acks_late is False and app.conf.task_reject_on_worker_lost is None
     assert (step.acks_late, step.reject_on_worker_lost, step.acks_on_failure_or_timeout) == (
-        True, True, True)
+        True,
+        True,
+        True,
+    )
     assert (step.serializer, step.ignore_result, step.queue) == ("json", True, "ravel.v1")
     assert (step.soft_time_limit, step.time_limit) == (300.0, 360.0)
     assert app.tasks["proj.send_receipt"].acks_late is False  # the host's own: untouched
@@ -134,7 +137,14 @@ def test_the_own_app_and_a_host_app_register_the_same_step_task() -> None:
     host.loader.import_default_modules()
     for name in ("e2e_http_refund.check", "e2e_http_refund.pay"):
         mine, theirs = own.tasks[name], host.tasks[name]
-        for option in ("acks_late", "reject_on_worker_lost", "acks_on_failure_or_timeout",
-                       "serializer", "ignore_result", "queue", "soft_time_limit",
-                       "time_limit"):
+        for option in (
+            "acks_late",
+            "reject_on_worker_lost",
+            "acks_on_failure_or_timeout",
+            "serializer",
+            "ignore_result",
+            "queue",
+            "soft_time_limit",
+            "time_limit",
+        ):
             assert getattr(mine, option) == getattr(theirs, option), (name, option)

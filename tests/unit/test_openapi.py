@@ -73,12 +73,14 @@ def _props(name: str) -> set[str]:
 
 def test_the_schemas_name_exactly_the_fields_of_the_json_form() -> None:
     wait = WaitView("w", "approval", "ok?", ["alice"], NOW, None, {"a": 1}, "next", NOW)
-    run = RunView("r", "refund", RunStatus.WAITING, "ask", {}, wait, None, None, 1, 0, 0.0,
-                  NOW, NOW)
+    run = RunView(
+        "r", "refund", RunStatus.WAITING, "ask", {}, wait, None, None, 1, 0, 0.0, NOW, NOW
+    )
     assert set(run.to_json()) == _props("Run")
     assert set(wait.to_json()) == _props("Wait")
     assert set(HistoryEvent("run.started", "ops", NOW, "ask", {}).to_json()) == _props(
-        "HistoryEvent")
+        "HistoryEvent"
+    )
     decided = WaitResult("approval", "approved", "alice", None, NOW, "w", "alice")
     assert {"run_id", *decided.to_json()} == _props("Decision")
     assert run.to_json()["created_at"] == "2026-12-01T09:30:00+00:00"

@@ -181,8 +181,9 @@ def test_close_resets_connections_stops_listening_and_ends_its_threads(echo: int
     live.close()
     with pytest.raises(ConnectionRefusedError):
         _client(p)
-    assert _wait(lambda: not [t for t in threading.enumerate()
-                              if t.name.startswith(f"proxy-{p.port}")])
+    assert _wait(
+        lambda: not [t for t in threading.enumerate() if t.name.startswith(f"proxy-{p.port}")]
+    )
 
 
 def test_a_proxy_closes_itself_after_its_lifetime(echo: int) -> None:

@@ -35,8 +35,18 @@ def test_secret_values_are_masked_in_json(secret):
 
 
 @pytest.mark.parametrize(
-    "key", ["authorization", "Authorization", "api_key", "apikey", "OPENAI_API_KEY",
-            "password", "client_secret", "access_token", "Cookie"],
+    "key",
+    [
+        "authorization",
+        "Authorization",
+        "api_key",
+        "apikey",
+        "OPENAI_API_KEY",
+        "password",
+        "client_secret",
+        "access_token",
+        "Cookie",
+    ],
 )
 def test_secret_looking_keys_are_masked_whatever_the_value(key):
     out = redact({key: "plain value", "safe": "plain value"})

@@ -37,7 +37,10 @@ def test_should_retry_counts_the_first_attempt():
 def test_defaults():
     policy = RetryPolicy()
     assert (policy.max_attempts, policy.initial_delay, policy.backoff, policy.max_delay) == (
-        3, 1.0, 2.0, 300.0,
+        3,
+        1.0,
+        2.0,
+        300.0,
     )
 
 

@@ -15,9 +15,18 @@ FLOATS = {
     "RAVEL_REDISPATCH_AFTER": "redispatch_after",
     "RAVEL_STEP_TIME_LIMIT": "step_time_limit",
 }
-ALL = [*FLOATS, "RAVEL_HOME", "RAVEL_DATABASE_URL", "RAVEL_BROKER_URL", "RAVEL_WORKFLOWS",
-       "RAVEL_DEFAULT_QUEUE", "RAVEL_DISPATCHER", "RAVEL_MODEL", "OPENAI_BASE_URL",
-       "OPENAI_API_KEY"]
+ALL = [
+    *FLOATS,
+    "RAVEL_HOME",
+    "RAVEL_DATABASE_URL",
+    "RAVEL_BROKER_URL",
+    "RAVEL_WORKFLOWS",
+    "RAVEL_DEFAULT_QUEUE",
+    "RAVEL_DISPATCHER",
+    "RAVEL_MODEL",
+    "OPENAI_BASE_URL",
+    "OPENAI_API_KEY",
+]
 
 
 @pytest.fixture
@@ -42,7 +51,10 @@ def test_defaults(env, tmp_path):
     assert s.workflows == ()
     assert s.default_queue == "ravel"
     assert (s.lease_seconds, s.reaper_interval, s.redispatch_after, s.step_time_limit) == (
-        15.0, 1.0, 5.0, 300.0,
+        15.0,
+        1.0,
+        5.0,
+        300.0,
     )
     assert s.openai_api_key is None and s.openai_base_url is None
 
@@ -118,8 +130,15 @@ def test_home_is_absolute(env):
 
 @pytest.mark.parametrize(
     "url",
-    ["mysql://ravel:s3cret@db/ravel", "mysql+pymysql://u@h/db", "mssql+pyodbc://u:s3cret@dsn",
-     "oracle://u@h/db", "postgresql+asyncpg://u@h/db", "ravel.db", "  "],
+    [
+        "mysql://ravel:s3cret@db/ravel",
+        "mysql+pymysql://u@h/db",
+        "mssql+pyodbc://u:s3cret@dsn",
+        "oracle://u@h/db",
+        "postgresql+asyncpg://u@h/db",
+        "ravel.db",
+        "  ",
+    ],
 )
 def test_an_unsupported_database_is_refused_in_one_line(env, url):
     env.setenv("RAVEL_DATABASE_URL", url)
@@ -127,8 +146,10 @@ def test_an_unsupported_database_is_refused_in_one_line(env, url):
         reload_settings()
     message = str(info.value)
     assert message.startswith("unsupported database ")
-    assert message.endswith("in RAVEL_DATABASE_URL; Ravel supports postgresql:// (production) "
-                            "and sqlite:/// (embedded default)")
+    assert message.endswith(
+        "in RAVEL_DATABASE_URL; Ravel supports postgresql:// (production) "
+        "and sqlite:/// (embedded default)"
+    )
     assert "\n" not in message and "s3cret" not in message
     if "://" in url:
         assert f" {url.split('://')[0]}:// " in message
@@ -146,10 +167,19 @@ def test_an_unsupported_database_is_refused_by_the_api(env):
 
 
 @pytest.mark.parametrize(
-    "url", ["sqlite:///x.db", "sqlite://", "sqlite+pysqlite:///x.db", "postgres://u@h/db",
-            "postgresql+psycopg2://u@h/db"],
+    "url",
+    [
+        "sqlite:///x.db",
+        "sqlite://",
+        "sqlite+pysqlite:///x.db",
+        "postgres://u@h/db",
+        "postgresql+psycopg2://u@h/db",
+    ],
 )
 def test_supported_databases_are_accepted(env, url):
     env.setenv("RAVEL_DATABASE_URL", url)
-    assert reload_settings().database_url.split("://")[0] in ("sqlite", "sqlite+pysqlite",
-                                                              "postgresql+psycopg2")
+    assert reload_settings().database_url.split("://")[0] in (
+        "sqlite",
+        "sqlite+pysqlite",
+        "postgresql+psycopg2",
+    )

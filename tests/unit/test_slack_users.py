@@ -31,15 +31,18 @@ def test_users_map_to_principals_and_groups_in_one_workspace(tmp_path: Path) -> 
     assert load(tmp_path / "missing.toml").users == {}
 
 
-@pytest.mark.parametrize(("text", "words"), [
-    ("[users.UALICE]\ngroups = []\n", "lacks 'principal'"),
-    ('[users.UALICE]\nprincipal = "alice"\nrole = "admin"\n', "unknown fields role"),
-    ('[users.UALICE]\nprincipal = "al ice"\n', "principal 'al ice' is not valid"),
-    ('[users.UALICE]\nprincipal = "alice"\ngroups = "finance"\n', "groups must be a list"),
-    ('[users.alice]\nprincipal = "alice"\n', "'alice' is not a Slack id"),
-    ('team = "T1"\n', "only `team_id` and a table `users`"),
-    ("[users\n", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("[users.UALICE]\ngroups = []\n", "lacks 'principal'"),
+        ('[users.UALICE]\nprincipal = "alice"\nrole = "admin"\n', "unknown fields role"),
+        ('[users.UALICE]\nprincipal = "al ice"\n', "principal 'al ice' is not valid"),
+        ('[users.UALICE]\nprincipal = "alice"\ngroups = "finance"\n', "groups must be a list"),
+        ('[users.alice]\nprincipal = "alice"\n', "'alice' is not a Slack id"),
+        ('team = "T1"\n', "only `team_id` and a table `users`"),
+        ("[users\n", "not valid TOML"),
+    ],
+)
 def test_a_broken_file_is_refused_naming_the_problem(text: str, words: str) -> None:
     with pytest.raises(ConfigurationError) as raised:
         parse(text, Path("/etc/ravel/slack-users.toml"))

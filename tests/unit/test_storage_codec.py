@@ -22,8 +22,22 @@ from pipeline.settings import reload_settings
 from pipeline.store._db import dumps, loads
 
 AWKWARD_STRINGS = [
-    "\x00", "a\x00b", "\x00\x00", "\ud800", "\udfff", "x\ud83dy", "\ud83d\ude00",  # a pair
-    "\ue000", "\ue0000000", "\ue000zz", "\ue000\x00", "😀", "é", "\\u0000", "\\ue000", "",
+    "\x00",
+    "a\x00b",
+    "\x00\x00",
+    "\ud800",
+    "\udfff",
+    "x\ud83dy",
+    "\ud83d\ude00",  # a pair
+    "\ue000",
+    "\ue0000000",
+    "\ue000zz",
+    "\ue000\x00",
+    "😀",
+    "é",
+    "\\u0000",
+    "\\ue000",
+    "",
 ]
 
 
@@ -158,7 +172,9 @@ def test_redact_secrets_masks_secret_named_keys_only_when_asked():
     value = {"api_key": "k", "user": {"password": "p", "name": "ann"}, "tokens": 3}
     assert to_json_value(value, what="v") == value
     assert to_json_value(value, what="v", redact_secrets=True) == {
-        "api_key": MASK, "user": {"password": MASK, "name": "ann"}, "tokens": 3,
+        "api_key": MASK,
+        "user": {"password": MASK, "name": "ann"},
+        "tokens": 3,
     }
 
 
@@ -186,12 +202,24 @@ def test_storable_text_keeps_everything_else():
 
 
 SECRET_BEARING = [
-    {"api_key": 1}, {"OPENAI_API_KEY": "x"}, {"a": [{"Password": "p"}]}, {"passwd": 1},
-    {"client_secret": 1}, {"access_token": 1}, {"Set-Cookie": 1}, {"credentials": 1},
-    {"authorization": 1}, {"token\n": 1}, {"pa\u017f\u017fword": 1}, {"api_\u212aey": 1},
-    {"apiKEY": 2}, {"x": "key sk-abcdefgh12345678"}, {"x": ["Bearer\nabcdefghijkl"]},
+    {"api_key": 1},
+    {"OPENAI_API_KEY": "x"},
+    {"a": [{"Password": "p"}]},
+    {"passwd": 1},
+    {"client_secret": 1},
+    {"access_token": 1},
+    {"Set-Cookie": 1},
+    {"credentials": 1},
+    {"authorization": 1},
+    {"token\n": 1},
+    {"pa\u017f\u017fword": 1},
+    {"api_\u212aey": 1},
+    {"apiKEY": 2},
+    {"x": "key sk-abcdefgh12345678"},
+    {"x": ["Bearer\nabcdefghijkl"]},
     {"x": "AKIAIOSFODNN7EXAMPLE"},
-    {"x": "xoxb-1234-5678-abcdefgh"}, {"x": "eyJhbGciOiJIUzI1.eyJzdWIiOiIx.dozjgNryP4J3"},
+    {"x": "xoxb-1234-5678-abcdefgh"},
+    {"x": "eyJhbGciOiJIUzI1.eyJzdWIiOiIx.dozjgNryP4J3"},
 ]
 
 

@@ -22,8 +22,13 @@ def test_publishing_module_does_not_build_the_worker_app() -> None:
         "from tasks import app\n"
         "assert app is tasks.app\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, env={"PATH": "/usr/bin:/bin", "RAVEL_HOME": "/nonexistent"})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "RAVEL_HOME": "/nonexistent"},
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -39,7 +44,8 @@ def test_reaper_passes_are_quiet_but_their_errors_are_not() -> None:
     reap = {"name": "ravel.reap", "id": "1"}
     step = {"name": "refund.check", "id": "2"}
     assert not keep(_record(logging.INFO, "Task %(name)s[%(id)s] received", reap, data=reap))
-    assert not keep(_record(logging.INFO, "Scheduler: Sending due task %s (%s)",
-                            ("ravel-reaper", "ravel.reap")))
+    assert not keep(
+        _record(logging.INFO, "Scheduler: Sending due task %s (%s)", ("ravel-reaper", "ravel.reap"))
+    )
     assert keep(_record(logging.INFO, "Task %(name)s[%(id)s] received", step, data=step))
     assert keep(_record(logging.ERROR, "Task %(name)s[%(id)s] raised", reap, data=reap))

@@ -48,8 +48,13 @@ def test_json_lines_carry_the_run_fields_and_mask_secrets() -> None:
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert CANARY not in stream.getvalue() and "[redacted]" in lines[1]["message"]
     assert [(x.get("run_id"), x.get("step"), x.get("attempt")) for x in lines] == [
-        (None, None, None), ("r-1", "check", 3), ("r-1", "check", 3), ("r-1", "pay", 3),
-        ("r-2", "check", 3), (None, None, None)]
+        (None, None, None),
+        ("r-1", "check", 3),
+        ("r-1", "check", 3),
+        ("r-1", "pay", 3),
+        ("r-2", "check", 3),
+        (None, None, None),
+    ]
     assert lines[1]["workflow"] == "refund" and lines[1]["seq"] == 2
     assert lines[1]["level"] == "WARNING" and lines[1]["logger"] == logger.name
     assert "RuntimeError: vendor refused [redacted]" in lines[2]["exc"]
@@ -63,8 +68,10 @@ def test_text_lines_get_the_run_fields_appended_and_secrets_masked() -> None:
         logger.info("working with Bearer %s", "abcdefgh12345678")
     logger.info("outside")
     first, second = stream.getvalue().splitlines()
-    assert first == ("INFO test.telemetry.text: working with [redacted] "
-                     "[run_id=r-1 workflow=refund step=check seq=0 attempt=1]")
+    assert first == (
+        "INFO test.telemetry.text: working with [redacted] "
+        "[run_id=r-1 workflow=refund step=check seq=0 attempt=1]"
+    )
     assert second == "INFO test.telemetry.text: outside"
 
 
@@ -95,13 +102,25 @@ def test_without_the_otel_extra_nothing_imports_opentelemetry() -> None:
         "    scope.finished('succeeded', None, committed=True)\n"
         "assert not [m for m in sys.modules if m.startswith('opentelemetry')]\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+    )
     assert done.returncode == 0, done.stderr
     # With the extra installed, importing Ravel still loads none of it until a span is made.
     lazy = subprocess.run(
-        [sys.executable, "-c", "import sys, pipeline, pipeline.engine, pipeline.web, tasks.config;"
-         "print([m for m in sys.modules if m.startswith('opentelemetry')])"],
-        cwd=ROOT, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin",
-                                                       "PYTHONPATH": str(ROOT)})
+        [
+            sys.executable,
+            "-c",
+            "import sys, pipeline, pipeline.engine, pipeline.web, tasks.config;"
+            "print([m for m in sys.modules if m.startswith('opentelemetry')])",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+    )
     assert lazy.stdout.strip() == "[]", lazy.stderr

@@ -36,20 +36,26 @@ MIDDLEWARE = [
 ROOT_URLCONF = "proj.urls"
 WSGI_APPLICATION = "proj.wsgi.application"
 
-TEMPLATES = [{
-    "BACKEND": "django.template.backends.django.DjangoTemplates",
-    "APP_DIRS": True,
-    "OPTIONS": {"context_processors": [
-        "django.template.context_processors.request",
-        "django.contrib.auth.context_processors.auth",
-        "django.contrib.messages.context_processors.messages",
-    ]},
-}]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
 
-DATABASES = {"default": {
-    "ENGINE": "django.db.backends.sqlite3",
-    "NAME": os.environ.get("SHOP_DATABASE", str(BASE_DIR / "shop.sqlite3")),
-}}
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("SHOP_DATABASE", str(BASE_DIR / "shop.sqlite3")),
+    }
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LOGIN_URL = "login"
@@ -61,18 +67,18 @@ TIME_ZONE = "UTC"
 # Ravel's pages: who may see runs, decide approvals and operate (see pipeline.contrib.django
 # .conf). Approvers are still named by each wait: here group:finance, a Django group.
 RAVEL = {
-    "VIEW_PERMISSION": None,      # every signed-in user may see a run's page
-    "APPROVE_PERMISSION": None,   # every signed-in user may try; the wait says who may
-    "OPERATE_PERMISSION": None,   # staff users may retry and cancel
+    "VIEW_PERMISSION": None,  # every signed-in user may see a run's page
+    "APPROVE_PERMISSION": None,  # every signed-in user may try; the wait says who may
+    "OPERATE_PERMISSION": None,  # staff users may retry and cancel
     "BASE_TEMPLATE": "shop/base.html",
 }
 
 # Celery, read by proj/celery.py (namespace CELERY). Ravel checks the ones it needs.
 CELERY_BROKER_URL = os.environ.get("RAVEL_BROKER_URL", "redis://127.0.0.1:6379/0")
-CELERY_ACCEPT_CONTENT = ["json"]          # Ravel: JSON only
+CELERY_ACCEPT_CONTENT = ["json"]  # Ravel: JSON only
 CELERY_TASK_SERIALIZER = "json"
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1     # Ravel: one message reserved at a time
-CELERY_TASK_ACKS_LATE = True              # the shop's tasks too (Ravel's set it per task)
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # Ravel: one message reserved at a time
+CELERY_TASK_ACKS_LATE = True  # the shop's tasks too (Ravel's set it per task)
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("SHOP_QUEUE", "shop")
 CELERY_TASK_IGNORE_RESULT = True

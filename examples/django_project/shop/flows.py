@@ -27,8 +27,11 @@ def ask_finance(ctx: StepContext) -> Any:
     order = ctx.state
     return WaitForApproval(
         prompt=f"Refund {order['amount']} to {order['customer']} for order #{order['order_id']}?",
-        approvers=["group:finance"], timeout=timedelta(days=3), then="settle",
-        data={"action": "refund", "order_id": order["order_id"], "amount": order["amount"]})
+        approvers=["group:finance"],
+        timeout=timedelta(days=3),
+        then="settle",
+        data={"action": "refund", "order_id": order["order_id"], "amount": order["amount"]},
+    )
 
 
 @refund.step
@@ -37,7 +40,17 @@ def settle(ctx: StepContext) -> Any:
     decided = ctx.wait_result
     assert decided is not None
     approved = decided.decision == "approved"
-    status = ctx.effect("mark_order", mark_order, ctx.state["order_id"],
-                        "refunded" if approved else "refund_refused")
-    return Done({"order_status": status, "decision": decided.decision, "by": decided.actor,
-                 "as": decided.principal})
+    status = ctx.effect(
+        "mark_order",
+        mark_order,
+        ctx.state["order_id"],
+        "refunded" if approved else "refund_refused",
+    )
+    return Done(
+        {
+            "order_status": status,
+            "decision": decided.decision,
+            "by": decided.actor,
+            "as": decided.principal,
+        }
+    )

@@ -11,8 +11,12 @@ class Order(models.Model):
     REFUND_REQUESTED = "refund_requested"
     REFUNDED = "refunded"
     REFUND_REFUSED = "refund_refused"
-    STATUSES = [(PAID, "paid"), (REFUND_REQUESTED, "refund requested"),
-                (REFUNDED, "refunded"), (REFUND_REFUSED, "refund refused")]
+    STATUSES = [
+        (PAID, "paid"),
+        (REFUND_REQUESTED, "refund requested"),
+        (REFUNDED, "refunded"),
+        (REFUND_REFUSED, "refund refused"),
+    ]
 
     customer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
     amount = models.DecimalField(max_digits=10, decimal_places=2)

@@ -10,4 +10,5 @@ from .models import Order
 def send_receipt(order_id: int) -> None:
     """Send the order's receipt (here: record when it was sent)."""
     Order.objects.filter(pk=order_id, receipt_sent_at__isnull=True).update(
-        receipt_sent_at=timezone.now())
+        receipt_sent_at=timezone.now()
+    )

@@ -47,8 +47,11 @@ def start_refund(order_id: int) -> str:
     order = Order.objects.select_related("customer").get(pk=order_id)
     run_id = start_run(
         "shop_refund",
-        {"order_id": order.pk, "amount": str(order.amount),
-         "customer": order.customer.get_username()},
+        {
+            "order_id": order.pk,
+            "amount": str(order.amount),
+            "customer": order.customer.get_username(),
+        },
         # One refund run per order, however often this runs (a retried request, a crash
         # between start_run and the update below).
         idempotency_key=f"shop-order-{order.pk}-refund",
@@ -63,8 +66,9 @@ def start_refund(order_id: int) -> str:
 def request_refund(request: HttpRequest, order_id: int) -> HttpResponse:
     """Ask for a refund: the order changes and the run starts together, or neither does."""
     with transaction.atomic():
-        order = get_object_or_404(Order.objects.select_for_update(), pk=order_id,
-                                  customer=request.user)
+        order = get_object_or_404(
+            Order.objects.select_for_update(), pk=order_id, customer=request.user
+        )
         if order.status not in (Order.PAID, Order.REFUND_REQUESTED) or order.refund_run_id:
             messages.error(request, "A refund was already requested for this order.")
             return redirect("shop:order", order.pk)

@@ -39,10 +39,18 @@ def upgrade() -> None:
         sa.Column("ts", sa.String(length=64), nullable=True),
         sa.Column("created_at", TIME, nullable=False),
         sa.Column("sent_at", TIME, nullable=True),
-        sa.ForeignKeyConstraint(["run_id"], ["ravel_runs.id"], ondelete="CASCADE",
-                                name=op.f("fk_ravel_slack_messages_run_id_ravel_runs")),
-        sa.ForeignKeyConstraint(["wait_id"], ["ravel_waits.id"], ondelete="CASCADE",
-                                name=op.f("fk_ravel_slack_messages_wait_id_ravel_waits")),
+        sa.ForeignKeyConstraint(
+            ["run_id"],
+            ["ravel_runs.id"],
+            ondelete="CASCADE",
+            name=op.f("fk_ravel_slack_messages_run_id_ravel_runs"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["wait_id"],
+            ["ravel_waits.id"],
+            ondelete="CASCADE",
+            name=op.f("fk_ravel_slack_messages_wait_id_ravel_waits"),
+        ),
         sa.PrimaryKeyConstraint("wait_id", name=op.f("pk_ravel_slack_messages")),
     )
     op.create_index(
@@ -65,14 +73,23 @@ def upgrade() -> None:
         sa.Column("expires_at", TIME, nullable=False),
         sa.Column("used_at", TIME, nullable=True),
         sa.Column("decision", sa.String(length=16), nullable=True),
-        sa.ForeignKeyConstraint(["run_id"], ["ravel_runs.id"], ondelete="CASCADE",
-                                name=op.f("fk_ravel_approval_links_run_id_ravel_runs")),
-        sa.ForeignKeyConstraint(["wait_id"], ["ravel_waits.id"], ondelete="CASCADE",
-                                name=op.f("fk_ravel_approval_links_wait_id_ravel_waits")),
+        sa.ForeignKeyConstraint(
+            ["run_id"],
+            ["ravel_runs.id"],
+            ondelete="CASCADE",
+            name=op.f("fk_ravel_approval_links_run_id_ravel_runs"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["wait_id"],
+            ["ravel_waits.id"],
+            ondelete="CASCADE",
+            name=op.f("fk_ravel_approval_links_wait_id_ravel_waits"),
+        ),
         sa.PrimaryKeyConstraint("token_sha256", name=op.f("pk_ravel_approval_links")),
     )
-    op.create_index("ix_ravel_approval_links_wait_id", "ravel_approval_links", ["wait_id"],
-                    unique=False)
+    op.create_index(
+        "ix_ravel_approval_links_wait_id", "ravel_approval_links", ["wait_id"], unique=False
+    )
 
 
 def downgrade() -> None:

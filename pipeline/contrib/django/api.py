@@ -48,13 +48,18 @@ def _answer(value: Any, status: int = 200, headers: dict[str, str] | None = None
 def _require(request: HttpRequest, role: Role) -> Caller:
     caller = caller_of(request)
     if caller is None and not request.user.is_authenticated:
-        raise ApiError(401, "unauthorized", "sign in first: these routes act as the signed-in "
-                       "Django user")
+        raise ApiError(
+            401, "unauthorized", "sign in first: these routes act as the signed-in Django user"
+        )
     if caller is None or caller.role < role:
         held = caller.role.label if caller else "no role"
-        raise ApiError(403, "forbidden", f"{request.user.get_username()!r} has {held}; this "
-                       f"needs the role {role.label} or higher (settings.RAVEL's permissions). "
-                       "Nothing was changed")
+        raise ApiError(
+            403,
+            "forbidden",
+            f"{request.user.get_username()!r} has {held}; this "
+            f"needs the role {role.label} or higher (settings.RAVEL's permissions). "
+            "Nothing was changed",
+        )
     return caller
 
 
@@ -67,8 +72,15 @@ def _error(request: HttpRequest, exc: Exception) -> HttpResponse:
         return _answer(body(code_of(exc), str(exc) or type(exc).__name__), status)
     error_id = uuid.uuid4().hex[:12]
     log.error("error %s on %s %s", error_id, request.method, request.path, exc_info=exc)
-    return _answer(body("internal_error", f"an unexpected error occurred; the server log has "
-                        f"the details under error id {error_id}", error_id=error_id), 500)
+    return _answer(
+        body(
+            "internal_error",
+            f"an unexpected error occurred; the server log has "
+            f"the details under error id {error_id}",
+            error_id=error_id,
+        ),
+        500,
+    )
 
 
 def route(role: Role, method: str) -> Callable[[View], View]:
@@ -80,8 +92,12 @@ def route(role: Role, method: str) -> Callable[[View], View]:
         def handle(request: HttpRequest, **kwargs: Any) -> HttpResponse:
             try:
                 if request.method != method:
-                    raise ApiError(405, "method_not_allowed", f"{request.method} is not allowed "
-                                   f"on {request.path}; allowed: {method}", {"Allow": method})
+                    raise ApiError(
+                        405,
+                        "method_not_allowed",
+                        f"{request.method} is not allowed on {request.path}; allowed: {method}",
+                        {"Allow": method},
+                    )
                 response = view(request, _require(request, role), **kwargs)
             except Exception as exc:
                 response = _error(request, exc)
@@ -93,13 +109,18 @@ def route(role: Role, method: str) -> Callable[[View], View]:
     return wrap
 
 
-def _json_body(request: HttpRequest, required: tuple[str, ...] = (),
-               optional: tuple[str, ...] = ()) -> dict[str, Any]:
+def _json_body(
+    request: HttpRequest, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()
+) -> dict[str, Any]:
     limit = body_limit()
     length = str(request.META.get("CONTENT_LENGTH") or "0")
     if length.isdigit() and int(length) > limit:  # checked before reading, as Django does
-        raise ApiError(413, "payload_too_large", f"the request body is over this server's "
-                       f"{limit}-byte limit (RAVEL_API_MAX_BODY_BYTES); send less data")
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"the request body is over this server's "
+            f"{limit}-byte limit (RAVEL_API_MAX_BODY_BYTES); send less data",
+        )
     return parse_json(request.read(limit + 1), request.content_type or "", required, optional)
 
 
@@ -112,8 +133,12 @@ def runs(request: HttpRequest, caller: Caller) -> HttpResponse:
     """``GET /runs``: runs, newest first, filtered, a page at a time."""
     args = _query(request, ("status", "workflow", "limit", "cursor"))
     before = decode_cursor(args["cursor"]) if "cursor" in args else None
-    page, cursor = runs_page(parse_status(args.get("status")), args.get("workflow"),
-                             parse_limit(args.get("limit"), 50, 500), before)
+    page, cursor = runs_page(
+        parse_status(args.get("status")),
+        args.get("workflow"),
+        parse_limit(args.get("limit"), 50, 500),
+        before,
+    )
     return _answer({"runs": [r.to_json() for r in page], "next_cursor": cursor})
 
 
@@ -137,8 +162,9 @@ def approvals(request: HttpRequest, caller: Caller) -> HttpResponse:
     """``GET /approvals``: open approvals the user or one of their groups may decide."""
     args = _query(request, ("workflow", "limit", "cursor"))
     before = decode_cursor(args["cursor"]) if "cursor" in args else None
-    found, cursor = approvals_page(caller, args.get("workflow"),
-                                   parse_limit(args.get("limit"), 50, 500), before)
+    found, cursor = approvals_page(
+        caller, args.get("workflow"), parse_limit(args.get("limit"), 50, 500), before
+    )
     return _answer({"approvals": [a.to_json() for a in found], "next_cursor": cursor})
 
 
@@ -152,8 +178,9 @@ def approve(request: HttpRequest, caller: Caller, run_id: str) -> HttpResponse:
     payload = _json_body(request, ("wait_id",), ("data",))
     wait_id = _wait_id(payload)
     data = field(payload, "data", dict, None, example=_OBJECT + " or null")
-    return _decided(run_id, api.approve(run_id, caller.principal, data, wait_id=wait_id,
-                                        groups=caller.groups))
+    return _decided(
+        run_id, api.approve(run_id, caller.principal, data, wait_id=wait_id, groups=caller.groups)
+    )
 
 
 @route(Role.APPROVER, "POST")
@@ -162,8 +189,9 @@ def reject(request: HttpRequest, caller: Caller, run_id: str) -> HttpResponse:
     payload = _json_body(request, ("wait_id",), ("reason",))
     wait_id = _wait_id(payload)
     reason = field(payload, "reason", str, None, example="a string or null")
-    return _decided(run_id, api.reject(run_id, caller.principal, reason, wait_id=wait_id,
-                                       groups=caller.groups))
+    return _decided(
+        run_id, api.reject(run_id, caller.principal, reason, wait_id=wait_id, groups=caller.groups)
+    )
 
 
 @route(Role.OPERATOR, "POST")
@@ -179,8 +207,9 @@ def cancel(request: HttpRequest, caller: Caller, run_id: str) -> HttpResponse:
     """``POST /runs/<id>/cancel``: ``{"reason"}`` (optional)."""
     payload = _json_body(request, optional=("reason",))
     reason = field(payload, "reason", str, None, example="a string")
-    return _answer(api.cancel_run(run_id, caller.principal,
-                                  reason or "cancelled by operator").to_json())
+    return _answer(
+        api.cancel_run(run_id, caller.principal, reason or "cancelled by operator").to_json()
+    )
 
 
 @route(Role.OPERATOR, "POST")
@@ -191,5 +220,15 @@ def send_event(request: HttpRequest, caller: Caller, run_id: str, name: str) -> 
     return _answer({"run_id": _canonical(run_id), "event": name, "delivered": delivered})
 
 
-__all__ = ["approvals", "approve", "cancel", "history", "reject", "retry", "route", "run",
-           "runs", "send_event"]
+__all__ = [
+    "approvals",
+    "approve",
+    "cancel",
+    "history",
+    "reject",
+    "retry",
+    "route",
+    "run",
+    "runs",
+    "send_event",
+]

@@ -51,8 +51,10 @@ def parse(block: Any) -> Options:
         raise ImproperlyConfigured(f"settings.RAVEL must be a dict, not {type(block).__name__}")
     unknown = sorted(str(k) for k in block if k not in _KEYS)
     if unknown:
-        raise ImproperlyConfigured(f"settings.RAVEL has unknown keys {', '.join(unknown)}; "
-                                   f"the keys are: {', '.join(_KEYS)}")
+        raise ImproperlyConfigured(
+            f"settings.RAVEL has unknown keys {', '.join(unknown)}; "
+            f"the keys are: {', '.join(_KEYS)}"
+        )
     values: dict[str, Any] = {}
     for key, name in _KEYS.items():
         if key not in block:
@@ -61,9 +63,12 @@ def parse(block: Any) -> Options:
         if key == "BASE_TEMPLATE" and not (isinstance(value, str) and value):
             raise ImproperlyConfigured("settings.RAVEL['BASE_TEMPLATE'] must be a template name")
         if key.endswith("_PERMISSION") and not (
-                value is None or (isinstance(value, str) and value.count(".") == 1)):
-            raise ImproperlyConfigured(f"settings.RAVEL[{key!r}] must be None or a permission "
-                                       f"'app_label.codename', not {value!r}")
+            value is None or (isinstance(value, str) and value.count(".") == 1)
+        ):
+            raise ImproperlyConfigured(
+                f"settings.RAVEL[{key!r}] must be None or a permission "
+                f"'app_label.codename', not {value!r}"
+            )
         values[name] = value
     return Options(**values)
 

@@ -48,8 +48,9 @@ def _caller(request: HttpRequest, role: Role) -> Caller:
 
 
 def _pretty(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, indent=2, sort_keys=True,
-                                                 ensure_ascii=False)
+    return (
+        None if value is None else json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+    )
 
 
 def _row(event: HistoryEvent) -> dict[str, Any]:
@@ -85,8 +86,12 @@ def _load(run_id: str) -> tuple[RunView, list[HistoryEvent]]:
         raise Http404(str(exc)) from exc
 
 
-def _problem(request: HttpRequest, exc: PipelineError, context: dict[str, Any] | None = None,
-             template: str = "ravel/problem.html") -> HttpResponse:
+def _problem(
+    request: HttpRequest,
+    exc: PipelineError,
+    context: dict[str, Any] | None = None,
+    template: str = "ravel/problem.html",
+) -> HttpResponse:
     status = status_of(exc)
     if status is None:
         raise exc  # a bug: Django's 500 handling (logged, no traceback unless DEBUG)
@@ -127,8 +132,13 @@ def _form(request: HttpRequest) -> tuple[str, str, str | None]:
 def _decide(request: HttpRequest, caller: Caller, run_id: str) -> None:
     wait_id, decision, note = _form(request)
     if decision == "approve":
-        api.approve(run_id, caller.principal, {"note": note} if note else None,
-                    wait_id=wait_id, groups=caller.groups)
+        api.approve(
+            run_id,
+            caller.principal,
+            {"note": note} if note else None,
+            wait_id=wait_id,
+            groups=caller.groups,
+        )
     else:
         api.reject(run_id, caller.principal, note, wait_id=wait_id, groups=caller.groups)
 
@@ -149,8 +159,7 @@ def approval_page(request: HttpRequest, run_id: str) -> HttpResponse:
     try:
         _decide(request, caller, run_id)
     except ValueError as exc:
-        return render(request, "ravel/approval.html", {**context, "error": str(exc)},
-                      status=400)
+        return render(request, "ravel/approval.html", {**context, "error": str(exc)}, status=400)
     except PipelineError as exc:
         # Shown on the page as it is now (already decided, expired, not yours ...).
         now = _context(*_load(run_id), caller)
@@ -169,11 +178,17 @@ def approvals_list(request: HttpRequest) -> HttpResponse:
         return redirect_to_login(request.get_full_path())
     except PipelineError as exc:
         return _problem(request, exc)
-    rows = [{**a.to_json(), "wait": a.run.wait.to_json() if a.run.wait else None}
-            for a in found]
-    return render(request, "ravel/approvals.html", {
-        "ravel_base": options().base_template, "approvals": rows, "more": more is not None,
-        "caller": caller})
+    rows = [{**a.to_json(), "wait": a.run.wait.to_json() if a.run.wait else None} for a in found]
+    return render(
+        request,
+        "ravel/approvals.html",
+        {
+            "ravel_base": options().base_template,
+            "approvals": rows,
+            "more": more is not None,
+            "caller": caller,
+        },
+    )
 
 
 __all__ = ["approval_page", "approvals_list", "run_page"]

@@ -50,8 +50,11 @@ class FormError(Exception):
 def _text(name: str, limit: int = _REASON_CHARS) -> str:
     value = request.form.get(name, "")
     if len(value) > limit:
-        raise ApiError(400, "invalid_field", f"the field {name} is longer than {limit} "
-                       "characters; nothing was done")
+        raise ApiError(
+            400,
+            "invalid_field",
+            f"the field {name} is longer than {limit} characters; nothing was done",
+        )
     return value.strip()
 
 
@@ -76,8 +79,11 @@ def _wait_id() -> str:
     try:
         return str(uuid.UUID(request.form.get("wait_id", "")))
     except ValueError:
-        raise ApiError(400, "invalid_field", "the form lacks the id of the wait you were "
-                       "shown; reload the page and try again") from None
+        raise ApiError(
+            400,
+            "invalid_field",
+            "the form lacks the id of the wait you were shown; reload the page and try again",
+        ) from None
 
 
 def _confirmed() -> bool:
@@ -85,8 +91,11 @@ def _confirmed() -> bool:
 
 
 def _back(run: RunView) -> BaseResponse:
-    target = url_for(".approvals") if request.form.get("back") == "approvals" \
+    target = (
+        url_for(".approvals")
+        if request.form.get("back") == "approvals"
         else url_for(".run_page", run_id=run.id)
+    )
     return redirect(target, 303)
 
 
@@ -97,8 +106,9 @@ def _confirm(run: RunView, plan: Plan, error: str | None = None) -> tuple[str, i
 
 
 def _did(action: str, run_id: str) -> None:
-    log.info("dashboard: %s %s run %s", caller().principal, action, run_id,
-             extra=run_fields(run_id))
+    log.info(
+        "dashboard: %s %s run %s", caller().principal, action, run_id, extra=run_fields(run_id)
+    )
 
 
 # -- decisions -------------------------------------------------------------------------------
@@ -112,28 +122,48 @@ def _decision(run_id: str, approve: bool) -> Any:
     if not _confirmed():
         wait = run.wait
         if wait is None or wait.id != wait_id:
-            raise ApiError(409, "wait_not_found", "the approval you were shown is no longer "
-                           "open (decided, expired or replaced); nothing was done. Reload "
-                           "the run's page to see what happened")
+            raise ApiError(
+                409,
+                "wait_not_found",
+                "the approval you were shown is no longer "
+                "open (decided, expired or replaced); nothing was done. Reload "
+                "the run's page to see what happened",
+            )
         principal = authorize(wait.approvers, me.principal, me.groups)
-        shown: list[tuple[str, Any]] = [("Asks", wait.prompt), ("Approvers", wait.approvers),
-                                        ("Deadline", wait.expires_at)]
+        shown: list[tuple[str, Any]] = [
+            ("Asks", wait.prompt),
+            ("Approvers", wait.approvers),
+            ("Deadline", wait.expires_at),
+        ]
         if wait.data is not None:
             shown.append(("Proposed action", wait.data))
-        shown.append(("You decide as", principal or f"{me.principal} (not an approver: "
-                                                    "Ravel will refuse)"))
+        shown.append(
+            ("You decide as", principal or f"{me.principal} (not an approver: Ravel will refuse)")
+        )
         if words:
             shown.append(("Note" if approve else "Reason", words))
         verb = "Approve" if approve else "Reject"
-        return _confirm(run, Plan("approve" if approve else "reject", f"{verb} this approval?",
-                                  verb, {"wait_id": wait_id, "note" if approve else "reason":
-                                         words}, shown, danger=not approve))
+        return _confirm(
+            run,
+            Plan(
+                "approve" if approve else "reject",
+                f"{verb} this approval?",
+                verb,
+                {"wait_id": wait_id, "note" if approve else "reason": words},
+                shown,
+                danger=not approve,
+            ),
+        )
     if approve:
-        result = api.approve(run.id, me.principal, {"note": words} if words else None,
-                             wait_id=wait_id, groups=me.groups)
+        result = api.approve(
+            run.id,
+            me.principal,
+            {"note": words} if words else None,
+            wait_id=wait_id,
+            groups=me.groups,
+        )
     else:
-        result = api.reject(run.id, me.principal, words or None, wait_id=wait_id,
-                            groups=me.groups)
+        result = api.reject(run.id, me.principal, words or None, wait_id=wait_id, groups=me.groups)
     _did(result.decision, run.id)
     flash(f"{result.decision.capitalize()} as {result.principal or result.actor}.", "ok")
     return _back(run)
@@ -175,9 +205,12 @@ def retry(run_id: str) -> Any:
     run = api.get_run(run_id)
     text = _text("patch", MAX_FIELD_CHARS)
     if not _confirmed():
-        plan = Plan("retry", "Retry this run?", "Retry",
-                    shown=[("Resumes at", f"step {run.step} (seq {run.seq})"),
-                           ("Its error", run.error)])
+        plan = Plan(
+            "retry",
+            "Retry this run?",
+            "Retry",
+            shown=[("Resumes at", f"step {run.step} (seq {run.seq})"), ("Its error", run.error)],
+        )
         return _patch_plan(run, plan, text)
     try:
         patch = parse_patch(text)
@@ -196,11 +229,17 @@ def cancel(run_id: str) -> Any:
     run = api.get_run(run_id)
     reason = _text("reason")
     if not _confirmed():
-        return _confirm(run, Plan("cancel", "Cancel this run?", "Cancel the run",
-                                  {"reason": reason},
-                                  [("Status now", run.status.value),
-                                   ("Reason", reason or "cancelled by operator")],
-                                  danger=True))
+        return _confirm(
+            run,
+            Plan(
+                "cancel",
+                "Cancel this run?",
+                "Cancel the run",
+                {"reason": reason},
+                [("Status now", run.status.value), ("Reason", reason or "cancelled by operator")],
+                danger=True,
+            ),
+        )
     api.cancel_run(run.id, caller().principal, reason or "cancelled by operator")
     _did("cancelled", run.id)
     flash("Cancelled.", "ok")
@@ -218,10 +257,19 @@ def fork(run_id: str) -> Any:
     seq = int(raw_seq)
     text = _text("patch", MAX_FIELD_CHARS)
     if not _confirmed():
-        plan = Plan("fork", "Fork this run?", "Fork", {"seq": raw_seq},
-                    [("Starts a new run from", f"the checkpoint before step seq {seq}"),
-                     ("Steps before it", "not run again: their LLM calls and effects are "
-                                         "not paid again")])
+        plan = Plan(
+            "fork",
+            "Fork this run?",
+            "Fork",
+            {"seq": raw_seq},
+            [
+                ("Starts a new run from", f"the checkpoint before step seq {seq}"),
+                (
+                    "Steps before it",
+                    "not run again: their LLM calls and effects are not paid again",
+                ),
+            ],
+        )
         return _patch_plan(run, plan, text)
     try:
         patch = parse_patch(text)

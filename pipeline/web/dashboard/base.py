@@ -26,15 +26,21 @@ from pipeline.web.keys import Caller, Role
 log = logging.getLogger("ravel.web.dashboard")
 _WEB = Path(__file__).resolve().parent.parent
 
-blueprint = Blueprint("ravel_dashboard", __name__, template_folder=str(_WEB / "templates"),
-                      static_folder=str(_WEB / "static" / "ravel"),
-                      static_url_path="/static")
+blueprint = Blueprint(
+    "ravel_dashboard",
+    __name__,
+    template_folder=str(_WEB / "templates"),
+    static_folder=str(_WEB / "static" / "ravel"),
+    static_url_path="/static",
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 #: longest JSON shown for one value; the rest is cut with a note
 MAX_JSON_CHARS = 20_000
-_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 def caller() -> Caller:
@@ -53,12 +59,19 @@ def page(role: Role) -> Callable[[F], F]:
             if found is None:
                 if request.method == "GET" and not request.headers.get("X-Ravel-Refresh"):
                     return redirect(url_for(".login", next=request.full_path.rstrip("?")))
-                raise ApiError(401, "unauthorized", "you are not signed in (or your session "
-                               "ended); sign in again")
+                raise ApiError(
+                    401,
+                    "unauthorized",
+                    "you are not signed in (or your session ended); sign in again",
+                )
             if found.role < role:
-                raise ApiError(403, "forbidden", f"{found.principal} has the role "
-                               f"{found.role.label}; this needs the role {role.label} or "
-                               "higher. Nothing was changed")
+                raise ApiError(
+                    403,
+                    "forbidden",
+                    f"{found.principal} has the role "
+                    f"{found.role.label}; this needs the role {role.label} or "
+                    "higher. Nothing was changed",
+                )
             g.ravel_caller = found
             return view(*args, **kwargs)
 
@@ -74,9 +87,14 @@ def safe_next(target: str | None) -> str:
         return home
     parts = urlsplit(target)
     root = home.rsplit("/runs", 1)[0]
-    if parts.scheme or parts.netloc or "\\" in target or target.startswith("//") \
-            or not posixpath.normpath(parts.path).startswith(root + "/") \
-            or "/." in parts.path:
+    if (
+        parts.scheme
+        or parts.netloc
+        or "\\" in target
+        or target.startswith("//")
+        or not posixpath.normpath(parts.path).startswith(root + "/")
+        or "/." in parts.path
+    ):
         return home
     return target
 
@@ -94,8 +112,11 @@ def pretty(value: Any) -> str:
 
 def inline(value: Any, limit: int = 120) -> str:
     """A JSON value on one line, cut to ``limit`` characters."""
-    text = value if isinstance(value, str) else json.dumps(redact(value), ensure_ascii=False,
-                                                           default=str)
+    text = (
+        value
+        if isinstance(value, str)
+        else json.dumps(redact(value), ensure_ascii=False, default=str)
+    )
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -134,10 +155,18 @@ def span(seconds: float | None) -> str:
 @blueprint.context_processor
 def _helpers() -> dict[str, Any]:
     found: Caller | None = g.get("ravel_caller")
-    return {"pretty": pretty, "inline": inline, "when": when, "ago": ago, "span": span,
-            "csrf_token": signed.csrf_token, "me": found, "Role": Role,
-            "session_hours": signed.SESSION_HOURS,
-            "can": lambda role: found is not None and found.role >= role}
+    return {
+        "pretty": pretty,
+        "inline": inline,
+        "when": when,
+        "ago": ago,
+        "span": span,
+        "csrf_token": signed.csrf_token,
+        "me": found,
+        "Role": Role,
+        "session_hours": signed.SESSION_HOURS,
+        "can": lambda role: found is not None and found.role >= role,
+    }
 
 
 # -- every request -------------------------------------------------------------------------
@@ -163,8 +192,9 @@ def _headers(response: Response) -> Response:
 
 def error_page(status: int, code: str, message: str) -> Response:
     """An HTML error page (the message escaped like everything else)."""
-    response = Response(render_template("ravel/error.html", status=status, code=code,
-                                        message=message), status)
+    response = Response(
+        render_template("ravel/error.html", status=status, code=code, message=message), status
+    )
     return response
 
 
@@ -183,26 +213,32 @@ def _pipeline_error(exc: PipelineError) -> Response:
 
 @blueprint.errorhandler(HTTPException)
 def _http_error(exc: HTTPException) -> Response:
-    return error_page(exc.code or 500, (exc.name or "error").lower().replace(" ", "_"),
-                      exc.description or exc.name or "error")
+    return error_page(
+        exc.code or 500,
+        (exc.name or "error").lower().replace(" ", "_"),
+        exc.description or exc.name or "error",
+    )
 
 
 @blueprint.errorhandler(Exception)
 def _unexpected(exc: Exception) -> Response:
     error_id = uuid.uuid4().hex[:12]
     log.error("error %s on %s %s", error_id, request.method, request.path, exc_info=exc)
-    return error_page(500, "internal_error", "an unexpected error occurred; the server log "
-                      f"has the details under error id {error_id}")
-
-
+    return error_page(
+        500,
+        "internal_error",
+        f"an unexpected error occurred; the server log has the details under error id {error_id}",
+    )
 
 
 def routing_error(exc: HTTPException, root: str) -> Response:
     """An unknown dashboard path or a wrong method (answered by the app, outside the
     blueprint, so without its endpoints): a plain HTML page linking to ``root``."""
     code = exc.code or 404
-    response = Response(render_template("ravel/missing.html", status=code,
-                                        name=exc.name or "error", root=root), code)
+    response = Response(
+        render_template("ravel/missing.html", status=code, name=exc.name or "error", root=root),
+        code,
+    )
     if code == 405 and getattr(exc, "valid_methods", None):
         response.headers["Allow"] = ", ".join(sorted(exc.valid_methods or ()))  # type: ignore[attr-defined]
     return _headers(response)

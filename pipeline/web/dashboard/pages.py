@@ -78,8 +78,11 @@ def _moment(name: str) -> datetime | None:
     try:
         found = datetime.fromisoformat(raw)
     except ValueError:
-        raise ApiError(400, "invalid_query", f"{name} must be a date and time such as "
-                       f"2026-01-31T09:30 (UTC), not {raw[:40]!r}") from None
+        raise ApiError(
+            400,
+            "invalid_query",
+            f"{name} must be a date and time such as 2026-01-31T09:30 (UTC), not {raw[:40]!r}",
+        ) from None
     return found.replace(tzinfo=UTC) if found.tzinfo is None else found
 
 
@@ -88,8 +91,11 @@ def _run_query() -> RunQuery:
     workflow = request.args.get("workflow", "").strip()[:200] or None
     status = parse_status(request.args.get("status") or None)
     where = store.RunFilter(status, workflow, _moment("since"), _moment("until"), text)
-    args = {k: v for k, v in request.args.items()
-            if k in ("q", "workflow", "status", "since", "until") and v}
+    args = {
+        k: v
+        for k, v in request.args.items()
+        if k in ("q", "workflow", "status", "since", "until") and v
+    }
     return RunQuery(where, request.args.get("cursor") or None, args)
 
 
@@ -118,9 +124,15 @@ def runs() -> str:
     """Runs, newest first: filters, search, cursor pages, live rows."""
     query = _run_query()
     found, cursor, names = _runs(query)
-    return render_template("ravel/runs.html", runs=found, next_cursor=cursor, query=query,
-                           workflows=names, statuses=[s.value for s in RunStatus],
-                           live=any(r.status.value in LIVE for r in found))
+    return render_template(
+        "ravel/runs.html",
+        runs=found,
+        next_cursor=cursor,
+        query=query,
+        workflows=names,
+        statuses=[s.value for s in RunStatus],
+        live=any(r.status.value in LIVE for r in found),
+    )
 
 
 @blueprint.get("/runs/rows")
@@ -154,16 +166,22 @@ def _run_page(run_id: str) -> RunPage:
     run = api.get_run(run_id)
     db = get_db()
     history = api.run_history(run.id)
-    blocks = timeline.build(run, api.run_steps(run.id), store.checkpoints(db, run.id),
-                            journal.usage_by_call(db, run.id), history)
+    blocks = timeline.build(
+        run,
+        api.run_steps(run.id),
+        store.checkpoints(db, run.id),
+        journal.usage_by_call(db, run.id),
+        history,
+    )
     me = caller()
     decide_as = None
     if run.wait is not None and run.wait.kind == "approval":
         decide_as = authorize(run.wait.approvers, me.principal, me.groups)
     last = run.seq - 1 if run.status is RunStatus.SUCCEEDED else run.seq
     seqs = sorted({b.seq for b in blocks if b.seq <= last} | {0})
-    return RunPage(run, blocks, history, api.verify_audit(run.id),
-                   forks.forks_of(db, run.id), decide_as, seqs)
+    return RunPage(
+        run, blocks, history, api.verify_audit(run.id), forks.forks_of(db, run.id), decide_as, seqs
+    )
 
 
 @blueprint.get("/runs/<run_id>")
@@ -201,10 +219,12 @@ def approvals() -> str:
     """Open approvals the signed-in principal (or one of its groups) may decide."""
     cursor = request.args.get("cursor") or None
     workflow = request.args.get("workflow", "").strip()[:200] or None
-    found, more = approvals_page(caller(), workflow, PAGE_SIZE,
-                                 decode_cursor(cursor) if cursor else None)
-    return render_template("ravel/approvals.html", approvals=found, next_cursor=more,
-                           workflow=workflow)
+    found, more = approvals_page(
+        caller(), workflow, PAGE_SIZE, decode_cursor(cursor) if cursor else None
+    )
+    return render_template(
+        "ravel/approvals.html", approvals=found, next_cursor=more, workflow=workflow
+    )
 
 
 @actionable
@@ -213,10 +233,14 @@ def _health() -> dict[str, Any]:
     reapers = health.reapers(db)
     settings = get_settings()
     limit = health.reaper_silence_limit(settings.reaper_interval)
-    return {"workers": health.workers(db), "reapers": reapers,
-            "workflows": run_store.list_workflows(db), "gone_after": health.WORKER_GONE_AFTER,
-            "silence_limit": limit,
-            "reaper_silent": not reapers or min(r.age for r in reapers) > limit}
+    return {
+        "workers": health.workers(db),
+        "reapers": reapers,
+        "workflows": run_store.list_workflows(db),
+        "gone_after": health.WORKER_GONE_AFTER,
+        "silence_limit": limit,
+        "reaper_silent": not reapers or min(r.age for r in reapers) > limit,
+    }
 
 
 @blueprint.get("/workers")

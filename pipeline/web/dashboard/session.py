@@ -45,9 +45,11 @@ def secret_key() -> str:
     configured = os.environ.get("RAVEL_SECRET_KEY", "").strip()
     if configured:
         if len(configured) < 32:
-            raise ConfigurationError("RAVEL_SECRET_KEY must be at least 32 characters (e.g. "
-                                     "`python -c 'import secrets; print(secrets.token_urlsafe"
-                                     "(48))'`)")
+            raise ConfigurationError(
+                "RAVEL_SECRET_KEY must be at least 32 characters (e.g. "
+                "`python -c 'import secrets; print(secrets.token_urlsafe"
+                "(48))'`)"
+            )
         return configured
     return _stored_secret(get_settings().home / _SECRET_FILE)
 
@@ -69,10 +71,13 @@ def _stored_secret(path: Path) -> str:
                 return found
             time.sleep(0.01)
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigurationError(f"cannot read or create the dashboard's secret key {path}: "
-                                 f"{exc}; set RAVEL_SECRET_KEY instead") from None
-    raise ConfigurationError(f"the dashboard's secret key file {path} is empty; delete it or "
-                             "set RAVEL_SECRET_KEY")
+        raise ConfigurationError(
+            f"cannot read or create the dashboard's secret key {path}: "
+            f"{exc}; set RAVEL_SECRET_KEY instead"
+        ) from None
+    raise ConfigurationError(
+        f"the dashboard's secret key file {path} is empty; delete it or set RAVEL_SECRET_KEY"
+    )
 
 
 def _ring() -> keys.KeyRing:
@@ -80,8 +85,12 @@ def _ring() -> keys.KeyRing:
         return keys.load(keys_path())
     except ConfigurationError as exc:
         log.error("API keys cannot be loaded: %s", exc)
-        raise ApiError(503, "keys_misconfigured", "this server's API keys configuration cannot "
-                       "be read; its operator finds the reason in the server log") from None
+        raise ApiError(
+            503,
+            "keys_misconfigured",
+            "this server's API keys configuration cannot "
+            "be read; its operator finds the reason in the server log",
+        ) from None
 
 
 def current_caller() -> Caller | None:
@@ -143,10 +152,21 @@ def check_csrf() -> None:
     sent = request.form.get("csrf_token", "")
     token = session.get(_CSRF)
     if not isinstance(token, str) or not hmac.compare_digest(sent.encode(), token.encode()):
-        raise ApiError(400, "csrf_failed", "this form expired or did not come from this "
-                       "dashboard (its security token does not match); nothing was done. "
-                       "Reload the page and try again")
+        raise ApiError(
+            400,
+            "csrf_failed",
+            "this form expired or did not come from this "
+            "dashboard (its security token does not match); nothing was done. "
+            "Reload the page and try again",
+        )
 
 
-__all__ = ["SESSION_HOURS", "check_csrf", "csrf_token", "current_caller", "secret_key",
-           "sign_in", "sign_out"]
+__all__ = [
+    "SESSION_HOURS",
+    "check_csrf",
+    "csrf_token",
+    "current_caller",
+    "secret_key",
+    "sign_in",
+    "sign_out",
+]

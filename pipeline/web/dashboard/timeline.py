@@ -114,29 +114,40 @@ def _requested_tools(ledger: list[JournalCall]) -> dict[str, tuple[str, Any]]:
         if entry.kind == "llm" and isinstance(entry.result, dict):
             for call in entry.result.get("tool_calls") or ():
                 function = call.get("function") or {}
-                found[str(call.get("id"))] = (str(function.get("name")),
-                                              function.get("arguments"))
+                found[str(call.get("id"))] = (str(function.get("name")), function.get("arguments"))
     return found
 
 
 def _call(entry: JournalCall, tools: dict[str, tuple[str, Any]]) -> Call:
     result = redact(entry.result)
-    found = Call(entry.kind, entry.name, entry.status, entry.calls, entry.started_at,
-                 entry.finished_at, entry.model, int(entry.tokens or 0),
-                 float(entry.cost_usd or 0.0), result=result)
+    found = Call(
+        entry.kind,
+        entry.name,
+        entry.status,
+        entry.calls,
+        entry.started_at,
+        entry.finished_at,
+        entry.model,
+        int(entry.tokens or 0),
+        float(entry.cost_usd or 0.0),
+        result=result,
+    )
     if entry.kind == "llm" and isinstance(result, dict):
         found.content = result.get("content")
         found.finish_reason = result.get("finish_reason")
-        found.requested = [(str((c.get("function") or {}).get("name")),
-                            (c.get("function") or {}).get("arguments"))
-                           for c in result.get("tool_calls") or ()]
+        found.requested = [
+            (str((c.get("function") or {}).get("name")), (c.get("function") or {}).get("arguments"))
+            for c in result.get("tool_calls") or ()
+        ]
     elif entry.kind == "tool":
         call_id = entry.name.removeprefix("tool:")
         found.tool, arguments = tools.get(call_id, (call_id, None))
         found.arguments = redact(arguments)
     elif "!raised" in entry.name and isinstance(result, dict):  # a tool that raised
-        found.kind, found.tool = "tool", tools.get(
-            entry.name.removeprefix("tool:").split("!", 1)[0], ("tool", None))[0]
+        found.kind, found.tool = (
+            "tool",
+            tools.get(entry.name.removeprefix("tool:").split("!", 1)[0], ("tool", None))[0],
+        )
         found.error = str(result.get("error"))
         found.result = None
     return found
@@ -155,11 +166,16 @@ def _attempt_for(attempts: list[Attempt], entry: JournalCall) -> Attempt:
 
 def _states(block: StepBlock, following: StepBlock | None, run: RunView) -> None:
     """Fill the block's before, after and changes, or say why they are not known."""
-    recorded = [a for a in block.attempts if a.checkpoint and a.checkpoint.state_before
-                is not None]
+    recorded = [a for a in block.attempts if a.checkpoint and a.checkpoint.state_before is not None]
     if not recorded:
-        block.note = ("no checkpoint was recorded for this step (steps recorded before "
-                      "migration 0003 keep none)") if block.attempts[0].view else None
+        block.note = (
+            (
+                "no checkpoint was recorded for this step (steps recorded before "
+                "migration 0003 keep none)"
+            )
+            if block.attempts[0].view
+            else None
+        )
         return
     last = block.attempts[-1].view
     succeeded = any(a.view is not None and a.view.status == "succeeded" for a in block.attempts)
@@ -174,15 +190,23 @@ def _states(block: StepBlock, following: StepBlock | None, run: RunView) -> None
     elif last is not None and last.outcome == "fail" and following is None:
         after = run.state  # a step that returned Fail commits the state it left
     if after is _MISSING or after is None:
-        block.note = ("a failed attempt commits no state" if not succeeded
-                      else "the state after this step is not recorded")
+        block.note = (
+            "a failed attempt commits no state"
+            if not succeeded
+            else "the state after this step is not recorded"
+        )
         return
     block.after = redact(after)
     block.changes = diff(block.before, block.after)
 
 
-def build(run: RunView, steps: list[StepView], checkpoints: list[Checkpoint],
-          ledger: list[JournalCall], history: list[HistoryEvent]) -> list[StepBlock]:
+def build(
+    run: RunView,
+    steps: list[StepView],
+    checkpoints: list[Checkpoint],
+    ledger: list[JournalCall],
+    history: list[HistoryEvent],
+) -> list[StepBlock]:
     """The run's steps in order, with attempts, calls and state diffs."""
     marks = {(c.seq, c.attempt): c for c in checkpoints}
     # Each attempt that failed the run wrote one run.failed, in the same order.

@@ -20,8 +20,9 @@ def api(any_db: str, tmp_path: Path, inline: InlineDispatcher) -> Iterator[Api]:
     path = tmp_path / "api-keys.toml"
     secrets = {}
     for name, (principal, role, groups) in KEYS.items():
-        secrets[name], _ = api_keys.create(path, name, principal=principal, roles=[role],
-                                           groups=groups)
+        secrets[name], _ = api_keys.create(
+            path, name, principal=principal, roles=[role], groups=groups
+        )
     app = create_app(config={"RAVEL_API_KEYS_FILE": str(path)})
     yield Api(app, secrets, path)
 

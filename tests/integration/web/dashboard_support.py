@@ -21,8 +21,9 @@ def build_app(tmp_path: Path) -> tuple[Flask, dict[str, str], Path]:
     path = tmp_path / "api-keys.toml"
     secrets = {}
     for name, (principal, role, groups) in KEYS.items():
-        secrets[name], _ = api_keys.create(path, name, principal=principal, roles=[role],
-                                           groups=groups)
+        secrets[name], _ = api_keys.create(
+            path, name, principal=principal, roles=[role], groups=groups
+        )
     return create_app(config={"RAVEL_API_KEYS_FILE": str(path)}), secrets, path
 
 
@@ -36,8 +37,9 @@ class Browser:
     def signed_in(self) -> Browser:
         page = self.client.get("/ui/login")
         assert page.status_code == 200, page.get_data(as_text=True)
-        answer = self.client.post("/ui/login", data={"key": self.secret,
-                                                     "csrf_token": self.token(page)})
+        answer = self.client.post(
+            "/ui/login", data={"key": self.secret, "csrf_token": self.token(page)}
+        )
         assert answer.status_code == 303, answer.get_data(as_text=True)
         return self
 

@@ -41,26 +41,53 @@ class Slack:
     client: FlaskClient
     inline: InlineDispatcher
 
-    def click(self, wait_id: str, user: str = "UALICE", action: str = "ravel_approve", *,
-              team: str = TEAM, secret: str = SECRET, timestamp: int | str | None = None,
-              response: str = "r1") -> TestResponse:
-        body, headers = signed(secret, self.payload(wait_id, user, action, team, response),
-                               timestamp)
+    def click(
+        self,
+        wait_id: str,
+        user: str = "UALICE",
+        action: str = "ravel_approve",
+        *,
+        team: str = TEAM,
+        secret: str = SECRET,
+        timestamp: int | str | None = None,
+        response: str = "r1",
+    ) -> TestResponse:
+        body, headers = signed(
+            secret, self.payload(wait_id, user, action, team, response), timestamp
+        )
         return self.send(body, headers)
 
-    def payload(self, wait_id: str, user: str = "UALICE", action: str = "ravel_approve",
-                team: str = TEAM, response: str = "r1") -> dict[str, Any]:
+    def payload(
+        self,
+        wait_id: str,
+        user: str = "UALICE",
+        action: str = "ravel_approve",
+        team: str = TEAM,
+        response: str = "r1",
+    ) -> dict[str, Any]:
         return {
             "type": "block_actions",
             "user": {"id": user, "team_id": team},
             "team": {"id": team},
             "response_url": self.stub.response_url(response),
-            "message": {"blocks": [{"type": "section", "block_id": "q",
-                                    "text": {"type": "mrkdwn", "text": "Refund 250?"}},
-                                   {"type": "actions", "block_id": "ravel_decision",
-                                    "elements": []}]},
-            "actions": [{"action_id": action, "block_id": "ravel_decision", "value": wait_id,
-                         "type": "button"}],
+            "message": {
+                "blocks": [
+                    {
+                        "type": "section",
+                        "block_id": "q",
+                        "text": {"type": "mrkdwn", "text": "Refund 250?"},
+                    },
+                    {"type": "actions", "block_id": "ravel_decision", "elements": []},
+                ]
+            },
+            "actions": [
+                {
+                    "action_id": action,
+                    "block_id": "ravel_decision",
+                    "value": wait_id,
+                    "type": "button",
+                }
+            ],
         }
 
     def send(self, body: bytes, headers: dict[str, str]) -> TestResponse:
@@ -76,26 +103,38 @@ def slack_env(monkeypatch: pytest.MonkeyPatch, stub: SlackStub, tmp_path: Path) 
     for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
         monkeypatch.delenv(name, raising=False)
     for name, value in {
-        "SLACK_BOT_TOKEN": "xoxb-test-token", "RAVEL_SLACK_CHANNEL": CHANNEL,
-        "SLACK_SIGNING_SECRET": SECRET, "RAVEL_SLACK_API_URL": stub.api_url,
+        "SLACK_BOT_TOKEN": "xoxb-test-token",
+        "RAVEL_SLACK_CHANNEL": CHANNEL,
+        "SLACK_SIGNING_SECRET": SECRET,
+        "RAVEL_SLACK_API_URL": stub.api_url,
         "RAVEL_PUBLIC_URL": "https://ops.example.com/ravel/",
-        "RAVEL_SLACK_USERS_FILE": str(users), "RAVEL_SLACK_TIMEOUT": "2",
+        "RAVEL_SLACK_USERS_FILE": str(users),
+        "RAVEL_SLACK_TIMEOUT": "2",
     }.items():
         monkeypatch.setenv(name, value)
     # A failed post is retried at once here (2 s by default).
     monkeypatch.setattr(outbox, "RETRY_BASE_SECONDS", 0.05)
 
 
-def approval_flow(approvers: list[str], data: dict[str, Any] | None = None,
-                  prompt: str = "Refund 250?", then_again: bool = False) -> str:
+def approval_flow(
+    approvers: list[str],
+    data: dict[str, Any] | None = None,
+    prompt: str = "Refund 250?",
+    then_again: bool = False,
+) -> str:
     """``ask`` parks on an approval (twice in a row with ``then_again``)."""
     name = unique("slack_approval")
     flow = Workflow(name)
 
     @flow.step(start=True)
     def ask(ctx):
-        return WaitForApproval(prompt, approvers=approvers, timeout=timedelta(days=2),
-                               then="again" if then_again else "after", data=data)
+        return WaitForApproval(
+            prompt,
+            approvers=approvers,
+            timeout=timedelta(days=2),
+            then="again" if then_again else "after",
+            data=data,
+        )
 
     @flow.step
     def again(ctx):
@@ -109,8 +148,9 @@ def approval_flow(approvers: list[str], data: dict[str, Any] | None = None,
     return name
 
 
-def park(inline: InlineDispatcher, workflow: str, data: dict[str, Any] | None = None
-         ) -> tuple[str, str]:
+def park(
+    inline: InlineDispatcher, workflow: str, data: dict[str, Any] | None = None
+) -> tuple[str, str]:
     """A run of ``workflow`` parked on its approval: (run id, wait id)."""
     run_id = start_run(workflow, data or {})
     inline.drain()

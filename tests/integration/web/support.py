@@ -44,8 +44,15 @@ class Api:
         self.secrets = secrets
         self.keys_path = keys_path
 
-    def call(self, method: str, path: str, *, who: str | None = "ops",
-             headers: dict[str, str] | None = None, **kwargs: Any) -> TestResponse:
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        who: str | None = "ops",
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> TestResponse:
         sent = dict(headers or {})
         if who is not None:
             sent.setdefault("Authorization", f"Bearer {self.secrets[who]}")
@@ -57,8 +64,9 @@ class Api:
     def post(self, path: str, **kwargs: Any) -> TestResponse:
         return self.call("POST", path, **kwargs)
 
-    def raw(self, path: str, data: bytes | str, content_type: str = "application/json",
-            **kwargs: Any) -> TestResponse:
+    def raw(
+        self, path: str, data: bytes | str, content_type: str = "application/json", **kwargs: Any
+    ) -> TestResponse:
         return self.call("POST", path, data=data, content_type=content_type, **kwargs)
 
 
@@ -95,14 +103,19 @@ def approval_flow(approvers: list[str], *, timeout: timedelta | None = None) -> 
 
     @flow.step(start=True)
     def ask(ctx):
-        return WaitForApproval(f"Refund {ctx.state.get('amount', 250)}?", approvers=approvers,
-                               timeout=timeout, then="after")
+        return WaitForApproval(
+            f"Refund {ctx.state.get('amount', 250)}?",
+            approvers=approvers,
+            timeout=timeout,
+            then="after",
+        )
 
     @flow.step
     def after(ctx):
         wr = ctx.wait_result
-        return Done({"decision": wr.decision, "actor": wr.actor, "principal": wr.principal,
-                     "data": wr.data})
+        return Done(
+            {"decision": wr.decision, "actor": wr.actor, "principal": wr.principal, "data": wr.data}
+        )
 
     return name
 
@@ -156,8 +169,9 @@ def start(api: Api, workflow: str, data: dict[str, Any] | None = None, **kwargs:
     return run_id
 
 
-def parked(api: Api, inline: InlineDispatcher, workflow: str, data: dict[str, Any] | None = None
-           ) -> tuple[str, str]:
+def parked(
+    api: Api, inline: InlineDispatcher, workflow: str, data: dict[str, Any] | None = None
+) -> tuple[str, str]:
     """A run of ``workflow`` parked on its wait: (run id, wait id)."""
     run_id = start(api, workflow, data)
     inline.drain()

@@ -35,10 +35,12 @@ def _link(run_id: str, who: str = "alice", **kwargs) -> tuple[str, str]:
     return link_path(run_id, made.token), made.token
 
 
-def _post(client: FlaskClient, run_id: str, token: str, decision: str = "approve",
-          **extra: str):
-    return client.post(f"/runs/{run_id}/link", data={"token": token, "decision": decision,
-                                                      **extra}, content_type=FORM)
+def _post(client: FlaskClient, run_id: str, token: str, decision: str = "approve", **extra: str):
+    return client.post(
+        f"/runs/{run_id}/link",
+        data={"token": token, "decision": decision, **extra},
+        content_type=FORM,
+    )
 
 
 def _used(token: str) -> bool:
@@ -47,8 +49,11 @@ def _used(token: str) -> bool:
 
 
 def test_the_page_shows_the_proposed_action_escaped_and_changes_nothing(client, inline):
-    flow = approval_flow(["group:finance"], prompt="Pay <script>alert(1)</script>?",
-                         data={"tool": "pay_invoice", "arguments": {"amount": 250}})
+    flow = approval_flow(
+        ["group:finance"],
+        prompt="Pay <script>alert(1)</script>?",
+        data={"tool": "pay_invoice", "arguments": {"amount": 250}},
+    )
     run_id, wait_id = park(inline, flow)
     path, token = _link(run_id, groups=["finance"])
     before = run_rows()
@@ -82,8 +87,11 @@ def test_the_post_decides_once_as_the_links_person_and_the_link_is_then_used(cli
     shown = client.get(path)
     assert shown.status_code == 410 and "already used: approved" in shown.get_data(as_text=True)
     assert 'name="token"' not in shown.get_data(as_text=True)
-    decided = [(e.kind, e.actor, e.data.get("as")) for e in run_history(run_id)
-               if e.kind.startswith("wait.")]
+    decided = [
+        (e.kind, e.actor, e.data.get("as"))
+        for e in run_history(run_id)
+        if e.kind.startswith("wait.")
+    ]
     assert decided == [("wait.approved", "alice", "group:finance")]
     inline.drain()
     assert get_run(run_id).result["decision"] == "approved"
@@ -158,12 +166,25 @@ def test_the_cli_prints_a_link_that_works(client, inline, monkeypatch):
     monkeypatch.delenv("RAVEL_PUBLIC_URL", raising=False)
     missing = CliRunner().invoke(cli, ["approvals", "link", run_id, "--for", "alice"])
     assert missing.exit_code == 1 and "RAVEL_PUBLIC_URL" in missing.output
-    made = CliRunner().invoke(cli, ["approvals", "link", run_id, "--for", "alice", "--group",
-                                    "finance", "--base-url", BASE + "/"])
+    made = CliRunner().invoke(
+        cli,
+        [
+            "approvals",
+            "link",
+            run_id,
+            "--for",
+            "alice",
+            "--group",
+            "finance",
+            "--base-url",
+            BASE + "/",
+        ],
+    )
     assert made.exit_code == 0, made.output
     url = made.stdout.strip().splitlines()[0]
     assert url.startswith(f"{BASE}/runs/{run_id}/link/")
     assert client.get(url.removeprefix(BASE)).status_code == 200
-    refused = CliRunner().invoke(cli, ["approvals", "link", run_id, "--for", "bob",
-                                       "--base-url", BASE])
+    refused = CliRunner().invoke(
+        cli, ["approvals", "link", run_id, "--for", "bob", "--base-url", BASE]
+    )
     assert refused.exit_code == 1 and "may not decide" in refused.output

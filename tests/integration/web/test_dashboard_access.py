@@ -48,8 +48,10 @@ def test_pages_need_a_valid_key_and_the_session_keeps_only_its_hash(dash: App) -
     wrong = anonymous.client.post("/ui/login", data={"key": "rvl_nope", "csrf_token": token})
     assert wrong.status_code == 401 and "not a valid API key" in wrong.get_data(as_text=True)
 
-    ok = anonymous.client.post("/ui/login", data={"key": secrets["ops"], "csrf_token": token,
-                                                  "next": "/ui/runs?status=failed"})
+    ok = anonymous.client.post(
+        "/ui/login",
+        data={"key": secrets["ops"], "csrf_token": token, "next": "/ui/runs?status=failed"},
+    )
     assert (ok.status_code, ok.headers["Location"]) == (303, "/ui/runs?status=failed")
     cookie = ok.headers["Set-Cookie"]
     assert cookie.startswith("ravel_session=") and "HttpOnly" in cookie
@@ -66,8 +68,9 @@ def test_pages_need_a_valid_key_and_the_session_keeps_only_its_hash(dash: App) -
     for target in ("https://evil.example/x", "//evil.example", "/elsewhere", "/ui/../x"):
         evil = Browser(app)
         token = Browser.token(evil.get("/ui/login"))
-        sent = evil.client.post("/ui/login", data={"key": secrets["viewer"], "csrf_token": token,
-                                                   "next": target})
+        sent = evil.client.post(
+            "/ui/login", data={"key": secrets["viewer"], "csrf_token": token, "next": target}
+        )
         assert sent.headers["Location"] == "/ui/runs", target
 
     # A revoked key ends its sessions at the next request; so does the session's age.
@@ -79,8 +82,7 @@ def test_pages_need_a_valid_key_and_the_session_keeps_only_its_hash(dash: App) -
     assert viewer.get("/ui/runs").status_code == 302
 
 
-def test_every_post_needs_the_token_of_its_own_session(dash: App, inline: InlineDispatcher
-                                                       ) -> None:
+def test_every_post_needs_the_token_of_its_own_session(dash: App, inline: InlineDispatcher) -> None:
     app, secrets, _ = dash
     waiting = _parked(inline, approval_flow(["group:finance"]))
     failed = start_run(fragile_flow(), {})
@@ -125,7 +127,8 @@ def test_roles_decide_what_a_key_sees_and_may_do(dash: App, inline: InlineDispat
     assert 'id="retry"' not in alice.html(f"/ui/runs/{failed}")
     refused = alice.post(f"/ui/runs/{failed}/retry", patch="", confirm="yes")
     assert refused.status_code == 403 and "needs the role operator" in refused.get_data(
-        as_text=True)
+        as_text=True
+    )
     before.check()
     ops = Browser(app, secrets["ops"]).signed_in()
     page = ops.html(f"/ui/runs/{failed}")
@@ -139,8 +142,9 @@ HOSTILE = "<script>alert(1)</script>"
 IMG = '<img src=x onerror="alert(2)">'
 
 
-def test_hostile_text_is_escaped_and_secrets_are_not_shown(dash: App, inline: InlineDispatcher
-                                                           ) -> None:
+def test_hostile_text_is_escaped_and_secrets_are_not_shown(
+    dash: App, inline: InlineDispatcher
+) -> None:
     from pipeline import Fail, WaitForApproval, Workflow
     from tests.integration._engine_support import unique
 
@@ -153,18 +157,28 @@ def test_hostile_text_is_escaped_and_secrets_are_not_shown(dash: App, inline: In
         ctx.state["api_key"] = "sk-live-0123456789abcdef"
         if ctx.state.get("fail"):
             return Fail(f"vendor said {HOSTILE}")
-        return WaitForApproval(f"Pay {HOSTILE}?", approvers=["group:finance"],
-                               data={"note": IMG}, then="ask")
+        return WaitForApproval(
+            f"Pay {HOSTILE}?", approvers=["group:finance"], data={"note": IMG}, then="ask"
+        )
 
     parked = _parked(inline, flow.name, {"note": HOSTILE})
     failed = start_run(flow.name, {"note": HOSTILE, "fail": True})
     inline.drain()
     alice = Browser(app, secrets["alice"]).signed_in()
     wait_id = get_run(parked).wait.id  # type: ignore[union-attr]
-    pages = [alice.html(p) for p in (
-        "/ui/runs", f"/ui/runs?q={HOSTILE}", "/ui/runs/rows", f"/ui/runs/{parked}",
-        f"/ui/runs/{failed}", f"/ui/runs/{parked}/live?part=head",
-        f"/ui/runs/{parked}/live?part=body", "/ui/approvals")]
+    pages = [
+        alice.html(p)
+        for p in (
+            "/ui/runs",
+            f"/ui/runs?q={HOSTILE}",
+            "/ui/runs/rows",
+            f"/ui/runs/{parked}",
+            f"/ui/runs/{failed}",
+            f"/ui/runs/{parked}/live?part=head",
+            f"/ui/runs/{parked}/live?part=body",
+            "/ui/approvals",
+        )
+    ]
     confirm = alice.post(f"/ui/runs/{parked}/approve", wait_id=wait_id, note=HOSTILE)
     assert confirm.status_code == 200
     pages.append(confirm.get_data(as_text=True))
@@ -194,13 +208,13 @@ def test_mounted_in_a_host_app_it_keeps_the_hosts_secret_and_pages(
     client = host.test_client()
     assert client.get("/").get_data(as_text=True) == "host home"
     assert client.get("/nope").status_code == 404
-    assert client.get("/ops/ravel/ui/runs").headers["Location"].startswith(
-        "/ops/ravel/ui/login")
+    assert client.get("/ops/ravel/ui/runs").headers["Location"].startswith("/ops/ravel/ui/login")
     missing = client.get("/ops/ravel/ui/nope")
     assert (missing.status_code, missing.mimetype) == (404, "text/html")
     assert client.get("/ops/ravel/nope").get_json()["error"] == "not_found"  # the API: JSON
     login = client.get("/ops/ravel/ui/login")
-    done = client.post("/ops/ravel/ui/login", data={"key": secrets["ops"],
-                                                    "csrf_token": Browser.token(login)})
+    done = client.post(
+        "/ops/ravel/ui/login", data={"key": secrets["ops"], "csrf_token": Browser.token(login)}
+    )
     assert done.headers["Location"] == "/ops/ravel/ui/runs"
     assert client.get("/ops/ravel/ui/runs").status_code == 200

@@ -41,16 +41,22 @@ def test_an_approver_confirms_the_wait_shown_and_decides_as_her_group(
     assert wait_id == get_run(run_id).wait.id  # type: ignore[union-attr]
 
     unchanged = Unchanged()
-    asked = alice.post(f"/ui/runs/{run_id}/approve", wait_id=wait_id, note="ok by me",
-                       back="approvals")
+    asked = alice.post(
+        f"/ui/runs/{run_id}/approve", wait_id=wait_id, note="ok by me", back="approvals"
+    )
     page = asked.get_data(as_text=True)
     assert asked.status_code == 200 and "Approve this approval?" in page
     assert "group:finance" in page and "Refund 980?" in page and "ok by me" in page
     assert hidden(page, "wait_id") == wait_id and hidden(page, "confirm") == "yes"
     unchanged.check()  # the first POST only asks
 
-    done = alice.post(f"/ui/runs/{run_id}/approve", wait_id=wait_id, note="ok by me",
-                      back="approvals", confirm="yes")
+    done = alice.post(
+        f"/ui/runs/{run_id}/approve",
+        wait_id=wait_id,
+        note="ok by me",
+        back="approvals",
+        confirm="yes",
+    )
     assert (done.status_code, done.headers["Location"]) == (303, "/ui/approvals")
     assert "Approved as group:finance." in alice.html("/ui/approvals")
     inline.drain()
@@ -75,8 +81,7 @@ def test_a_person_outside_the_approvers_is_refused_and_the_refusal_audited(
     wait_id = get_run(run_id).wait.id  # type: ignore[union-attr]
     asked = bob.post(f"/ui/runs/{run_id}/reject", wait_id=wait_id, reason="no")
     assert "not an approver: Ravel will refuse" in asked.get_data(as_text=True)
-    refused = bob.post(f"/ui/runs/{run_id}/reject", wait_id=wait_id, reason="no",
-                       confirm="yes")
+    refused = bob.post(f"/ui/runs/{run_id}/reject", wait_id=wait_id, reason="no", confirm="yes")
     assert refused.status_code == 403
     assert "not_authorized" in refused.get_data(as_text=True)
     assert get_run(run_id).status == "waiting"
@@ -92,8 +97,11 @@ def test_an_operator_retries_a_failed_run_with_a_patch_edited_as_json(
     assert get_run(run_id).status == "failed"
     ops = Browser(app, secrets["ops"]).signed_in()
     unchanged = Unchanged()
-    for text, why in (("{bad", "not valid JSON"), ("[1]", "must be a JSON object"),
-                      ('{"x": NaN}', "not valid JSON")):
+    for text, why in (
+        ("{bad", "not valid JSON"),
+        ("[1]", "must be a JSON object"),
+        ('{"x": NaN}', "not valid JSON"),
+    ):
         shown = ops.post(f"/ui/runs/{run_id}/retry", patch=text)
         page = shown.get_data(as_text=True)
         assert shown.status_code == 400 and why in page, text
@@ -141,19 +149,20 @@ def test_an_operator_cancels_with_a_reason_and_forks_with_a_patch(
     asked = carol.post(f"/ui/runs/{waiting}/cancel", reason="duplicate request")
     assert "Cancel this run?" in asked.get_data(as_text=True)
     assert get_run(waiting).status == "waiting"
-    cancelled = carol.post(f"/ui/runs/{waiting}/cancel", reason="duplicate request",
-                           confirm="yes")
+    cancelled = carol.post(f"/ui/runs/{waiting}/cancel", reason="duplicate request", confirm="yes")
     assert cancelled.status_code == 303
     assert get_run(waiting).status == "cancelled"
     assert [(a, d.get("reason")) for a, d in _events(waiting, "run.cancelled")] == [
-        ("carol", "duplicate request")]
+        ("carol", "duplicate request")
+    ]
 
     page = carol.html(f"/ui/runs/{done}")
     assert '<option value="1">1</option>' in page  # fork points: seq 0 and 1
     wrong = carol.post(f"/ui/runs/{done}/fork", seq="1", patch='{"vendor": 5}', confirm="yes")
     assert wrong.status_code == 422 and "type" in wrong.get_data(as_text=True)
-    forked = carol.post(f"/ui/runs/{done}/fork", seq="1", patch='{"vendor": "globex"}',
-                        confirm="yes")
+    forked = carol.post(
+        f"/ui/runs/{done}/fork", seq="1", patch='{"vendor": "globex"}', confirm="yes"
+    )
     assert forked.status_code == 303
     fork_id = forked.headers["Location"].rsplit("/", 1)[1]
     inline.drain()

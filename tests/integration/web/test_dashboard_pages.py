@@ -34,9 +34,9 @@ def _rows(page: str) -> list[str]:
     return re.findall(r'<tr data-run-id="([^"]+)"', page)
 
 
-def test_runs_are_filtered_searched_and_paged(any_db: str, tmp_path: Path,
-                                              inline: InlineDispatcher,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_runs_are_filtered_searched_and_paged(
+    any_db: str, tmp_path: Path, inline: InlineDispatcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
     app, secrets, _ = build_app(tmp_path)
     done, waiting = done_flow(), approval_flow(["group:finance"])
     a = start_run(done, {"customer": "ACME Corp", "note": "100% sure_thing"})
@@ -100,10 +100,10 @@ def test_the_run_page_shows_attempts_errors_effects_and_state_diffs(
     assert get_run(run_id).status == "succeeded"
     ops = Browser(app, secrets["ops"]).signed_in()
     page = ops.html(f"/ui/runs/{run_id}")
-    quote_block = page[page.index('id="seq-0"'):page.index('id="seq-1"')]
+    quote_block = page[page.index('id="seq-0"') : page.index('id="seq-1"')]
     assert "fetch_price" in quote_block and "12.5" in quote_block
     assert re.search(r'class="added"><td class="mono">price</td>', quote_block)
-    order_block = page[page.index('id="seq-1"'):page.index('id="history"')]
+    order_block = page[page.index('id="seq-1"') : page.index('id="history"')]
     assert "attempt 1 · <strong>failed</strong> → retry" in order_block
     assert "RuntimeError: vendor timed out" in order_block
     assert "Traceback" in order_block and "in order" in order_block  # where it raised
@@ -141,23 +141,29 @@ def test_the_run_page_shows_the_models_words_tokens_cost_and_tool_calls(
     app, secrets, _ = dash
     agent = Agent(unique("dash_agent"), "Answer about the weather.", tools=[weather])
     with scripted_llm(monkeypatch) as llm:
-        llm.set_script({"turns": [
-            {"content": "Let me look.", "tool_calls": [
-                {"name": "weather", "arguments": {"city": "Oslo"}}]},
-            {"content": "It is clear in Oslo."},
-        ]})
+        llm.set_script(
+            {
+                "turns": [
+                    {
+                        "content": "Let me look.",
+                        "tool_calls": [{"name": "weather", "arguments": {"city": "Oslo"}}],
+                    },
+                    {"content": "It is clear in Oslo."},
+                ]
+            }
+        )
         run_id = agent.start("Weather in Oslo?")
         settle(inline, run_id)
     assert get_run(run_id).status == "succeeded"
     ops = Browser(app, secrets["ops"]).signed_in()
     page = ops.html(f"/ui/runs/{run_id}")
-    timeline = page[page.index('id="timeline"'):page.index('id="history"')]
+    timeline = page[page.index('id="timeline"') : page.index('id="history"')]
     assert timeline.count("<strong>LLM</strong> gpt-4o-mini") == 2
     assert "Let me look." in timeline and "It is clear in Oslo." in timeline
     assert re.search(r"\d+ tokens · \$0\.0000\d+", timeline)
     assert "finish: tool_calls" in timeline and "finish: stop" in timeline
     assert "asks for <strong>weather</strong>" in timeline
-    tool_part = timeline[timeline.index("<strong>Tool</strong> weather"):]
+    tool_part = timeline[timeline.index("<strong>Tool</strong> weather") :]
     assert "&#34;Oslo&#34;" in tool_part and "&#34;clear&#34;" in tool_part
 
 
@@ -172,10 +178,11 @@ def test_the_workers_page_shows_what_each_worker_serves_and_the_reapers_last_pas
     assert "No reaper pass was ever recorded" in page and "No reaper pass in the last" in page
     db = get_db()
     health.touch_worker(db, "celery@box-1", {flow: [1]}, starting=True)
-    health.record_reaper_pass(db, "box-1/4242", {"woken": 2, "expired": 0, "republished": 1},
-                              "expire x: boom <b>")
+    health.record_reaper_pass(
+        db, "box-1/4242", {"woken": 2, "expired": 0, "republished": 1}, "expire x: boom <b>"
+    )
     page = viewer.html("/ui/workers")
-    assert "celery@box-1" in page and f"{flow} <span class=\"dim\">v1</span>" in page
+    assert "celery@box-1" in page and f'{flow} <span class="dim">v1</span>' in page
     assert "box-1/4242" in page and "woken 2" in page and "republished 1" in page
     assert "boom &lt;b&gt;" in page and "No reaper pass in the last" not in page
     assert ">seen<" in page

@@ -27,7 +27,11 @@ def test_a_run_is_started_as_the_key_s_principal_and_read_back_in_its_json_form(
     run = response.get_json()
     assert response.headers["Location"] == f"/runs/{run['id']}"
     assert (run["workflow"], run["status"], run["input"], run["wait"]) == (
-        flow, "pending", {"order_id": 42}, None)
+        flow,
+        "pending",
+        {"order_id": 42},
+        None,
+    )
     assert datetime.fromisoformat(run["created_at"]).utcoffset().total_seconds() == 0
     assert set(run) == set(get_run(run["id"]).to_json())
     assert run_history(run["id"])[0].actor == "ops"  # from the key, never from the body
@@ -43,8 +47,7 @@ def test_a_run_is_started_as_the_key_s_principal_and_read_back_in_its_json_form(
 def test_the_same_idempotency_key_and_body_return_the_first_run(api, inline):
     flow = done_flow()
     key = {"Idempotency-Key": "order-42-refund"}
-    first = api.post("/runs", json={"workflow": flow, "input": {"a": 1, "b": [1, 2]}},
-                     headers=key)
+    first = api.post("/runs", json={"workflow": flow, "input": {"a": 1, "b": [1, 2]}}, headers=key)
     assert first.status_code == 201
     # The same request again, its JSON written differently: the same request.
     text = '{ "input": {"b": [1,2], "a": 1},\n "workflow": ' + json.dumps(flow) + " }"
@@ -64,8 +67,11 @@ def test_the_same_idempotency_key_with_another_body_is_refused_not_given_the_oth
     first = api.post("/runs", json={"workflow": flow, "input": {"amount": 10}}, headers=key)
     assert first.status_code == 201
     snapshot = unchanged()
-    body = ({"workflow": flow, "input": {"amount": 9999}} if change == "input"
-            else {"workflow": other, "input": {"amount": 10}})
+    body = (
+        {"workflow": flow, "input": {"amount": 9999}}
+        if change == "input"
+        else {"workflow": other, "input": {"amount": 10}}
+    )
     refused = api.post("/runs", json=body, headers=key)
     error(refused, 409, "idempotency_mismatch", "k-1", "different", "nothing was started")
     assert first.get_json()["id"] not in refused.get_data(as_text=True)
@@ -75,8 +81,9 @@ def test_the_same_idempotency_key_with_another_body_is_refused_not_given_the_oth
 def test_an_idempotency_key_header_that_is_not_printable_ascii_is_refused(api, unchanged):
     snapshot = unchanged()
     for bad in ("", "x" * 256, "caf\u00e9"):
-        response = api.post("/runs", json={"workflow": done_flow(), "input": {}},
-                            headers={"Idempotency-Key": bad})
+        response = api.post(
+            "/runs", json={"workflow": done_flow(), "input": {}}, headers={"Idempotency-Key": bad}
+        )
         error(response, 400, "invalid_header", "Idempotency-Key")
     snapshot.check()
 
@@ -91,8 +98,12 @@ def test_starting_is_refused_with_the_right_status_for_each_bad_request(api, unc
         ({"workflow": flow, "input": {}, "actor": "root"}, 400, "unknown_field", "'actor'"),
         ({"workflow": flow, "input": [1]}, 400, "invalid_field", "input", "an array"),
         ({"workflow": 7, "input": {}}, 400, "invalid_field", "workflow", "a number"),
-        ({"workflow": flow, "input": {"k": "\u0000" * 70_000}}, 422, "value_too_large",
-         "RAVEL_MAX_INPUT_BYTES"),
+        (
+            {"workflow": flow, "input": {"k": "\u0000" * 70_000}},
+            422,
+            "value_too_large",
+            "RAVEL_MAX_INPUT_BYTES",
+        ),
     ]
     for body, status, code, *words in cases:
         error(api.post("/runs", json=body), status, code, *words)
@@ -155,8 +166,12 @@ def test_bad_list_queries_are_400_naming_what_to_send(api):
 
 
 def test_unknown_and_malformed_run_ids_are_404(api):
-    for path in ("/runs/0b7c5e0e-3f7a-4c53-9a43-6c2f1e8d9b10", "/runs/not-a-uuid",
-                 "/runs/0b7c5e0e-3f7a-4c53-9a43-6c2f1e8d9b10/history", "/runs/x%00y/history"):
+    for path in (
+        "/runs/0b7c5e0e-3f7a-4c53-9a43-6c2f1e8d9b10",
+        "/runs/not-a-uuid",
+        "/runs/0b7c5e0e-3f7a-4c53-9a43-6c2f1e8d9b10/history",
+        "/runs/x%00y/history",
+    ):
         error(api.get(path, who="viewer"), 404, "run_not_found", "run")
 
 
@@ -178,10 +193,20 @@ def test_a_failed_run_is_retried_with_a_state_patch_by_an_operator(api, inline, 
     assert get_run(run_id).status == "failed"
 
     snapshot = unchanged()
-    error(api.post(f"/runs/{run_id}/retry", json={}, who="alice"), 403, "forbidden",
-          "approver", "operator", "Nothing was changed")
-    error(api.post(f"/runs/{run_id}/retry", json={"state_patch": [1]}), 400, "invalid_field",
-          "state_patch")
+    error(
+        api.post(f"/runs/{run_id}/retry", json={}, who="alice"),
+        403,
+        "forbidden",
+        "approver",
+        "operator",
+        "Nothing was changed",
+    )
+    error(
+        api.post(f"/runs/{run_id}/retry", json={"state_patch": [1]}),
+        400,
+        "invalid_field",
+        "state_patch",
+    )
     error(api.post(f"/runs/{run_id}/retry", json={"patch": {}}), 400, "unknown_field", "'patch'")
     snapshot.check()
 
@@ -198,11 +223,9 @@ def test_a_failed_run_is_retried_with_a_state_patch_by_an_operator(api, inline, 
     snapshot.check()
 
 
-def test_a_live_run_is_cancelled_with_a_reason_and_a_finished_one_is_409(api, inline,
-                                                                          unchanged):
+def test_a_live_run_is_cancelled_with_a_reason_and_a_finished_one_is_409(api, inline, unchanged):
     run_id, _ = parked(api, inline, event_flow())
-    response = api.post(f"/runs/{run_id}/cancel", json={"reason": "duplicate request"},
-                        who="carol")
+    response = api.post(f"/runs/{run_id}/cancel", json={"reason": "duplicate request"}, who="carol")
     assert response.status_code == 200
     assert response.get_json()["status"] == "cancelled"
     cancelled = next(e for e in run_history(run_id) if e.kind == "run.cancelled")
@@ -238,12 +261,11 @@ def test_bad_events_are_refused_and_change_nothing(api, inline, unchanged):
     done = start(api, done_flow())
     inline.drain()
     snapshot = unchanged()
-    error(api.post(f"/runs/{done}/events/paid", json={}), 409, "invalid_transition",
-          "live runs")
-    error(api.post("/runs/0b7c5e0e-3f7a-4c53-9a43-6c2f1e8d9b10/events/paid"), 404,
-          "run_not_found")
-    error(api.post(f"/runs/{run_id}/events/paid", json={"data": 1}), 400, "unknown_field",
-          "payload")
+    error(api.post(f"/runs/{done}/events/paid", json={}), 409, "invalid_transition", "live runs")
+    error(api.post("/runs/0b7c5e0e-3f7a-4c53-9a43-6c2f1e8d9b10/events/paid"), 404, "run_not_found")
+    error(
+        api.post(f"/runs/{run_id}/events/paid", json={"data": 1}), 400, "unknown_field", "payload"
+    )
     error(api.post(f"/runs/{run_id}/events/paid", who="alice"), 403, "forbidden")
     deep = '{"payload": ' + "[" * 500 + "]" * 500 + "}"
     error(api.raw(f"/runs/{run_id}/events/paid", deep), 422, "invalid_input", "nested")

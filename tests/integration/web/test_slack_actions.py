@@ -26,8 +26,9 @@ from tests.support.slack_stub import SlackStub, signed
 
 
 @pytest.fixture
-def slack(any_db: str, tmp_path: Path, inline: InlineDispatcher,
-          monkeypatch: pytest.MonkeyPatch) -> Iterator[Slack]:
+def slack(
+    any_db: str, tmp_path: Path, inline: InlineDispatcher, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Slack]:
     with SlackStub() as stub:
         slack_env(monkeypatch, stub, tmp_path)
         monkeypatch.delenv("SLACK_BOT_TOKEN")  # these tests click; nothing is posted
@@ -53,8 +54,11 @@ def test_a_signed_click_decides_once_as_the_mapped_person_and_updates_the_messag
     assert all(b["type"] != "actions" for b in update["blocks"])  # the buttons are gone
     assert update["blocks"][0]["text"]["text"] == "Refund 250?"  # the question stays
     slack.inline.drain()
-    assert get_run(run_id).result == {"decision": "approved", "actor": "alice",
-                                      "principal": "group:finance"}
+    assert get_run(run_id).result == {
+        "decision": "approved",
+        "actor": "alice",
+        "principal": "group:finance",
+    }
     approved = [e for e in run_history(run_id) if e.kind == "wait.approved"]
     assert [(e.actor, e.data["as"]) for e in approved] == [("alice", "group:finance")]
 
@@ -81,10 +85,12 @@ BAD_REQUESTS = {
     # Signed as bob (who may not decide), then the user id changed to alice's.
     "tampered body": lambda s, w: (
         signed(SECRET, s.payload(w, "UBOB"))[0].replace(b"UBOB", b"UALICE"),
-        signed(SECRET, s.payload(w, "UBOB"))[1]),
+        signed(SECRET, s.payload(w, "UBOB"))[1],
+    ),
     "re-encoded body": lambda s, w: (
         signed(SECRET, s.payload(w))[0].replace(b"%22", b"%22%20", 1),
-        signed(SECRET, s.payload(w))[1]),
+        signed(SECRET, s.payload(w))[1],
+    ),
 }
 
 
@@ -114,9 +120,7 @@ def test_an_unmapped_user_or_another_workspace_is_refused_and_the_run_stays_park
     assert run_rows() == before and get_run(run_id).status == "waiting"
 
 
-def test_a_mapped_user_who_is_not_an_approver_is_refused_audited_and_the_run_stays_parked(
-    slack
-):
+def test_a_mapped_user_who_is_not_an_approver_is_refused_audited_and_the_run_stays_parked(slack):
     run_id, wait_id = park(slack.inline, approval_flow(["group:finance"]))
     assert slack.click(wait_id, "UBOB").status_code == 200
     reply = slack.responses("r1")[0]
@@ -135,8 +139,7 @@ def test_the_button_of_an_earlier_wait_never_decides_the_next_one(slack):
     assert second != first
     assert slack.click(first, "UALICE", "ravel_reject").status_code == 200
     reply = slack.responses("r1")[0]
-    assert reply["replace_original"] is True and reply["text"].startswith(
-        "This approval is closed")
+    assert reply["replace_original"] is True and reply["text"].startswith("This approval is closed")
     assert get_run(run_id).status == "waiting" and get_run(run_id).wait.id == second
     assert "wait.rejected" not in _kinds(run_id)
 

@@ -28,8 +28,9 @@ from tests.support.slack_stub import SlackStub
 
 
 @pytest.fixture
-def slack(any_db: str, tmp_path: Path, inline: InlineDispatcher,
-          monkeypatch: pytest.MonkeyPatch) -> Iterator[Slack]:
+def slack(
+    any_db: str, tmp_path: Path, inline: InlineDispatcher, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Slack]:
     with SlackStub() as stub:
         slack_env(monkeypatch, stub, tmp_path)
         # The handler is registered for this test only (other tests' parks skip it).
@@ -53,8 +54,11 @@ def _shown(blocks: list[dict[str, Any]]) -> str:
 
 
 def test_a_parked_run_posts_one_message_with_the_proposed_call_and_buttons(slack):
-    flow = approval_flow(["group:finance"], prompt="Pay <!channel> & <https://evil|Approve>?",
-                         data={"tool": "pay_invoice", "arguments": {"amount": 250, "to": "ACME"}})
+    flow = approval_flow(
+        ["group:finance"],
+        prompt="Pay <!channel> & <https://evil|Approve>?",
+        data={"tool": "pay_invoice", "arguments": {"amount": 250, "to": "ACME"}},
+    )
     run_id, wait_id = park(slack.inline, flow)
     posts = slack.stub.wait_for("/chat.postMessage", 1)
     assert len(posts) == 1
@@ -72,7 +76,9 @@ def test_a_parked_run_posts_one_message_with_the_proposed_call_and_buttons(slack
     assert "<!date^" in shown  # the deadline, shown in each reader's time zone
     buttons = next(b for b in blocks if b["type"] == "actions")["elements"]
     assert [(b["action_id"], b["value"]) for b in buttons] == [
-        ("ravel_approve", wait_id), ("ravel_reject", wait_id)]
+        ("ravel_approve", wait_id),
+        ("ravel_reject", wait_id),
+    ]
     assert post.body["metadata"]["event_payload"] == {"run_id": run_id, "wait_id": wait_id}
     # Another pass with the sweep, and the handler called again: still one message.
     outbox.Courier(sweep=True).pass_once()
@@ -113,9 +119,7 @@ def test_slack_down_fails_no_step_and_the_message_waits_for_a_retry(slack, monke
     assert get_run(run_id).status == "waiting" and slack.stub.posts() == []
 
 
-def test_a_worker_that_died_before_queueing_or_while_posting_still_posts_once(
-    slack, monkeypatch
-):
+def test_a_worker_that_died_before_queueing_or_while_posting_still_posts_once(slack, monkeypatch):
     # Died between the park's commit and queueing the message: no row at all.
     monkeypatch.delenv("SLACK_BOT_TOKEN")
     lost, lost_wait = park(slack.inline, approval_flow(["alice"]))
@@ -123,7 +127,8 @@ def test_a_worker_that_died_before_queueing_or_while_posting_still_posts_once(
     claimed, claimed_wait = park(slack.inline, approval_flow(["alice"]))
     slack_outbox.add(get_db(), claimed_wait, claimed)
     assert [c.wait_id for c in slack_outbox.claim_due(get_db(), lease_seconds=0.5)] == [
-        claimed_wait]
+        claimed_wait
+    ]
     assert slack_outbox.entry(get_db(), lost_wait) is None
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test-token")
     courier = outbox.Courier(sweep=True)
