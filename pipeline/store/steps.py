@@ -89,6 +89,10 @@ _CLAIM = (
         attempt=runs_t.c.attempt + 1,
         lease_owner=bindparam("w_owner"),
         lease_expires_at=db_now(bindparam("w_lease")),
+        # No re-publish is due while the lease holds; once it expires the reaper re-publishes
+        # at its next pass (recovery takes the lease plus a reaper interval, whatever
+        # RAVEL_REDISPATCH_AFTER is).
+        redispatch_at=None,
         updated_at=db_now(),
     )
     .returning(*_CLAIM_RETURNING)

@@ -289,3 +289,24 @@ def test_the_re_publish_query_returns_only_what_is_due_however_long_the_backlog(
 
     assert report.republished == 1
     assert [w.run_id for w in inline.queue] == [lost]
+
+
+def test_an_expired_lease_is_re_driven_at_the_next_pass_whatever_the_redispatch_delay(
+    any_db, inline, monkeypatch
+):
+    """Recovery takes the lease plus a reaper pass, even when RAVEL_REDISPATCH_AFTER (the
+    wait before re-publishing a pending run) is longer than the lease."""
+    monkeypatch.setenv("RAVEL_REDISPATCH_AFTER", "60")
+    reload_settings()
+    calls: list[str] = []
+    rid = start_run(_flow(calls), {})
+    wake = inline.queue.popleft()
+    assert (
+        store.claim(get_db(), rid, wake.seq, wake.step, 0.3, "dead-worker", [(wake.workflow, 1)])
+        is not None
+    )
+    time.sleep(0.4)  # the lease expired; the run was published 0.4 s ago, not 60
+
+    assert reap().republished == 1
+    assert [w.run_id for w in inline.queue] == [rid]
+    assert reap().republished == 0  # not again at every pass
