@@ -77,19 +77,30 @@ _agents: dict[int, Agent] = {}
 def _agent(turns: int) -> Agent:
     """The benchmark's agent for conversations of ``turns`` turns (one workflow per length)."""
     if turns not in _agents:
-        _agents[turns] = Agent(f"bench_agent_{turns}", "You answer briefly.",
-                               verify=_verify(turns), max_turns=MAX_TURNS)
+        _agents[turns] = Agent(
+            f"bench_agent_{turns}",
+            "You answer briefly.",
+            verify=_verify(turns),
+            max_turns=MAX_TURNS,
+        )
     return _agents[turns]
 
 
-def _windows(per_turn: list[float], before: tuple[int, int],
-             after: tuple[int, int]) -> dict[str, float]:
+def _windows(
+    per_turn: list[float], before: tuple[int, int], after: tuple[int, int]
+) -> dict[str, float]:
     window = min(WINDOW, len(per_turn) // 2)
     first = statistics.median(per_turn[:window]) * 1000
     last = statistics.median(per_turn[-window:]) * 1000
     disk, rows = after[0] - before[0], after[1] - before[1]
-    return {"first_ms": first, "last_ms": last, "last_over_first": last / first,
-            "bytes": rows, "bytes_per_turn": rows / len(per_turn), "disk_bytes": disk}
+    return {
+        "first_ms": first,
+        "last_ms": last,
+        "last_over_first": last / first,
+        "bytes": rows,
+        "bytes_per_turn": rows / len(per_turn),
+        "disk_bytes": disk,
+    }
 
 
 def _ravel(r: Rig, clock: ModelClock, turns: int) -> dict[str, float]:
@@ -103,8 +114,9 @@ def _ravel(r: Rig, clock: ModelClock, turns: int) -> dict[str, float]:
         while inline.queue:
             w = inline.queue.popleft()
             model, start = clock.seconds, time.perf_counter()
-            execute_step(w.run_id, w.seq, w.step, worker="bench", workflow=w.workflow,
-                         version=w.version)
+            execute_step(
+                w.run_id, w.seq, w.step, worker="bench", workflow=w.workflow, version=w.version
+            )
             current += time.perf_counter() - start - (clock.seconds - model)
             if w.step == "verify":
                 per_turn.append(current)
@@ -113,8 +125,9 @@ def _ravel(r: Rig, clock: ModelClock, turns: int) -> dict[str, float]:
     return _windows(per_turn, before, r.db_bytes())
 
 
-def _langgraph(chat: side_langgraph.LangGraphChat, clock: ModelClock,
-               turns: int) -> dict[str, float]:
+def _langgraph(
+    chat: side_langgraph.LangGraphChat, clock: ModelClock, turns: int
+) -> dict[str, float]:
     before = chat.stored_bytes()
     thread = side_langgraph.thread_id()
     per_turn = []
@@ -144,16 +157,25 @@ def agent_turns(scale: Scale) -> Result:
     """Own time per turn (first and last 100) and bytes stored, per system."""
     turns = scale.pick(500, 200, 20)
     rounds = rounds_for(scale, 2, 1, 1)
-    result = Result("agent_turns", "agent conversation", settings={
-        "turns": turns, "message_chars": len(TEXT), "rounds": rounds, "window": WINDOW,
-        "ravel": "Agent reason+verify in-process (inline dispatch) on PostgreSQL"})
+    result = Result(
+        "agent_turns",
+        "agent conversation",
+        settings={
+            "turns": turns,
+            "message_chars": len(TEXT),
+            "rounds": rounds,
+            "window": WINDOW,
+            "ravel": "Agent reason+verify in-process (inline dispatch) on PostgreSQL",
+        },
+    )
     server = ScriptedLLMServer({"turns": [{"content": TEXT}]})
     with server, rig(workers=0, extra_env={"OPENAI_BASE_URL": server.base_url}) as r:
         reload_settings()
         clock = ModelClock()
         with clock.installed(), _maybe_langgraph() as chat:
             systems: dict[str, Callable[[], dict[str, float]]] = {
-                "ravel": lambda: _ravel(r, clock, turns)}
+                "ravel": lambda: _ravel(r, clock, turns)
+            }
             if chat is not None:
                 systems["langgraph"] = lambda: _langgraph(chat, clock, turns)
             got = alternate(rounds, systems)
@@ -171,17 +193,25 @@ def _report(result: Result, got: dict[str, dict[str, list[float]]], turns: int) 
         stored = result.measure(f"{name}_bytes", "B", figures["bytes"])
         per = result.measure(f"{name}_bytes_per_turn", "B", figures["bytes_per_turn"])
         disk = result.measure(f"{name}_disk_bytes", "B", figures["disk_bytes"])
-        result.row(f"{label[name]}: own time per turn, first {w} / last {w}",
-                   f"{first.text()} / {last.text()}")
-        result.row(f"{label[name]}: last {w} / first {w}", ratio.text(),
-                   "<= 1.2x" if name == "ravel" else "",
-                   ratio.median <= 1.2 if name == "ravel" else None)
-        result.row(f"{label[name]}: bytes stored (rows), {turns} turns",
-                   f"{stored.median / 1e6:.3f} MB ({per.median / 1000:.2f} kB per turn); on disk "
-                   f"{disk.median / 1e6:.2f} MB")
+        result.row(
+            f"{label[name]}: own time per turn, first {w} / last {w}",
+            f"{first.text()} / {last.text()}",
+        )
+        result.row(
+            f"{label[name]}: last {w} / first {w}",
+            ratio.text(),
+            "<= 1.2x" if name == "ravel" else "",
+            ratio.median <= 1.2 if name == "ravel" else None,
+        )
+        result.row(
+            f"{label[name]}: bytes stored (rows), {turns} turns",
+            f"{stored.median / 1e6:.3f} MB ({per.median / 1000:.2f} kB per turn); on disk "
+            f"{disk.median / 1e6:.2f} MB",
+        )
     if "langgraph" in got:
-        share = [a / b for a, b in zip(got["ravel"]["bytes"], got["langgraph"]["bytes"],
-                                       strict=True)]
+        share = [
+            a / b for a, b in zip(got["ravel"]["bytes"], got["langgraph"]["bytes"], strict=True)
+        ]
         over = result.measure("ravel_bytes_over_langgraph", "x", share)
         result.row("bytes stored: Ravel / LangGraph", over.text(3), "<= 0.1x", over.median <= 0.1)
     else:

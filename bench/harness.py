@@ -61,16 +61,27 @@ def stored_bytes(url: str) -> tuple[int, int]:
     engine = create_engine(url, pool_size=1)
     try:
         with engine.connect() as conn:
-            tables = [r[0] for r in conn.execute(text(
-                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE c.relkind = 'r' AND n.nspname = 'public'"))]
+            tables = [
+                r[0]
+                for r in conn.execute(
+                    text(
+                        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE c.relkind = 'r' AND n.nspname = 'public'"
+                    )
+                )
+            ]
             disk = rows = 0
             for table in tables:
-                disk += int(conn.execute(text("SELECT pg_total_relation_size(:t)"),
-                                         {"t": table}).scalar() or 0)
-                rows += int(conn.execute(text(
-                    f'SELECT coalesce(sum(pg_column_size(t.*)), 0) FROM "{table}" t')).scalar()
-                            or 0)
+                disk += int(
+                    conn.execute(text("SELECT pg_total_relation_size(:t)"), {"t": table}).scalar()
+                    or 0
+                )
+                rows += int(
+                    conn.execute(
+                        text(f'SELECT coalesce(sum(pg_column_size(t.*)), 0) FROM "{table}" t')
+                    ).scalar()
+                    or 0
+                )
             return disk, rows
     finally:
         engine.dispose()
@@ -98,8 +109,9 @@ class Rig:
         """The private queue the workers consume (steps and bare hops alike)."""
         return self.env["RAVEL_DEFAULT_QUEUE"]
 
-    def worker(self, concurrency: int, extra_env: dict[str, str] | None = None,
-               beat: bool = False) -> Proc:
+    def worker(
+        self, concurrency: int, extra_env: dict[str, str] | None = None, beat: bool = False
+    ) -> Proc:
         """Start one more worker process and wait until it is ready."""
         proc = self.cluster.worker(extra_env, concurrency=concurrency, beat=beat)
         self.workers.append(proc)
@@ -124,13 +136,20 @@ class Rig:
         """:func:`stored_bytes` of the benchmark's database."""
         return stored_bytes(self.url)
 
-    def wait_runs(self, workflow: str, count: int, status: str, timeout: float = 600,
-                  every: float = 0.05) -> None:
+    def wait_runs(
+        self, workflow: str, count: int, status: str, timeout: float = 600, every: float = 0.05
+    ) -> None:
         """Poll (rarely: the probe must not compete with the worker) until ``count`` runs of
         ``workflow`` have ``status``."""
         deadline = time.monotonic() + timeout
-        while self.sql("SELECT count(*) FROM ravel_runs WHERE workflow = :w AND status = :s",
-                       w=workflow, s=status) < count:
+        while (
+            self.sql(
+                "SELECT count(*) FROM ravel_runs WHERE workflow = :w AND status = :s",
+                w=workflow,
+                s=status,
+            )
+            < count
+        ):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{count} runs of {workflow} not {status} in {timeout} s")
             time.sleep(every)
@@ -147,8 +166,14 @@ class Rig:
     def wait_runs_tagged(self, tag: str, count: int, timeout: float = 900) -> None:
         """Until ``count`` runs whose input carries ``tag`` succeeded."""
         deadline = time.monotonic() + timeout
-        while self.sql("SELECT count(*) FROM ravel_runs WHERE status = 'succeeded' "
-                       "AND input ->> 'tag' = :t", t=tag) < count:
+        while (
+            self.sql(
+                "SELECT count(*) FROM ravel_runs WHERE status = 'succeeded' "
+                "AND input ->> 'tag' = :t",
+                t=tag,
+            )
+            < count
+        ):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{count} runs tagged {tag} did not finish in {timeout} s")
             time.sleep(0.02)
@@ -185,8 +210,12 @@ class Rig:
 
 
 @contextmanager
-def rig(concurrency: int = 1, workers: int = 1, extra_env: dict[str, str] | None = None,
-        beat: bool = False) -> Iterator[Rig]:
+def rig(
+    concurrency: int = 1,
+    workers: int = 1,
+    extra_env: dict[str, str] | None = None,
+    beat: bool = False,
+) -> Iterator[Rig]:
     """A fresh database and ``workers`` prefork workers serving ``bench.flows`` on Redis.
 
     ``workers=0`` starts none (for benchmarks of what a client does). ``extra_env`` holds

@@ -34,9 +34,15 @@ def _steps(r: Rig, steps: int) -> None:
 def memory(scale: Scale) -> Result:
     """RSS of the pool process at both points, and the growth per 1,000 steps between."""
     total = scale.pick(50_000, 10_000, 2_000)
-    result = Result("memory", "memory", settings={
-        "steps": [1_000, total], "worker": "prefork -c 1",
-        "runs": f"{AT_ONCE} at a time x {STEPS_PER_RUN} steps"})
+    result = Result(
+        "memory",
+        "memory",
+        settings={
+            "steps": [1_000, total],
+            "worker": "prefork -c 1",
+            "runs": f"{AT_ONCE} at a time x {STEPS_PER_RUN} steps",
+        },
+    )
     with rig(concurrency=1) as r:
         _steps(r, 1_000)
         main1, pool1 = _pool_rss(r)
@@ -45,10 +51,12 @@ def memory(scale: Scale) -> Result:
     result.measure("pool_rss_1000_mib", "MiB", [pool1])
     result.measure(f"pool_rss_{total}_mib", "MiB", [pool2])
     result.measure("main_rss_mib", "MiB", [main1, main2])
-    growth = result.measure("pool_growth_kib_per_1000_steps", "KiB",
-                            [(pool2 - pool1) * 1024 / (total - 1_000) * 1000])
-    result.row(f"pool process RSS after 1,000 / {total:,} steps",
-               f"{pool1:.1f} / {pool2:.1f} MiB (main process {main1:.1f} / {main2:.1f} MiB)")
-    result.row("growth per 1,000 steps", growth.text(1), "noise (< 10 KiB)",
-               growth.median < 10)
+    growth = result.measure(
+        "pool_growth_kib_per_1000_steps", "KiB", [(pool2 - pool1) * 1024 / (total - 1_000) * 1000]
+    )
+    result.row(
+        f"pool process RSS after 1,000 / {total:,} steps",
+        f"{pool1:.1f} / {pool2:.1f} MiB (main process {main1:.1f} / {main2:.1f} MiB)",
+    )
+    result.row("growth per 1,000 steps", growth.text(1), "noise (< 10 KiB)", growth.median < 10)
     return result

@@ -58,8 +58,11 @@ def _bare_burst(r: Rig, count: int) -> dict[str, float]:
     key = f"bench:wake:{uuid.uuid4().hex}"
     start = time.perf_counter()
     with ThreadPoolExecutor(THREADS) as pool:
-        list(pool.map(lambda _: r.app.send_task("bench.wake", args=(key,), queue=r.queue),
-                      range(count)))
+        list(
+            pool.map(
+                lambda _: r.app.send_task("bench.wake", args=(key,), queue=r.queue), range(count)
+            )
+        )
     while r.broker.llen(key) < count:
         time.sleep(0.02)
     elapsed = time.perf_counter() - start
@@ -74,9 +77,18 @@ def parked(scale: Scale) -> Result:
     rounds = rounds_for(scale, 3, 2, 1)
     burst = min(BURST, count // rounds)
     idle = scale.pick(10.0, 5.0, 1.0)
-    result = Result("parked", "parked runs", settings={
-        "parked": count, "burst": burst, "threads": THREADS, "rounds": rounds,
-        "worker": "prefork -c 2", "idle_window_s": idle})
+    result = Result(
+        "parked",
+        "parked runs",
+        settings={
+            "parked": count,
+            "burst": burst,
+            "threads": THREADS,
+            "rounds": rounds,
+            "worker": "prefork -c 2",
+            "idle_window_s": idle,
+        },
+    )
     with rig(concurrency=2) as r:
         keys0, memory0, _ = _redis_footprint(r)
         bytes0 = r.db_bytes()
@@ -92,46 +104,74 @@ def parked(scale: Scale) -> Result:
         meter.start()
         time.sleep(idle)
         cpu = meter.stop()
-        _footprint(result, count, (keys1 - keys0, memory1 - memory0, naming),
-                   (bytes1[0] - bytes0[0], bytes1[1] - bytes0[1]), cpu / idle)
+        _footprint(
+            result,
+            count,
+            (keys1 - keys0, memory1 - memory0, naming),
+            (bytes1[0] - bytes0[0], bytes1[1] - bytes0[1]),
+            cpu / idle,
+        )
         latencies: list[float] = []
-        batches = iter([runs[i * burst:(i + 1) * burst] for i in range(rounds)])
-        got = alternate(rounds, {
-            "bare": lambda: _bare_burst(r, burst),
-            "ravel": lambda: _approve_burst(r, next(batches), latencies)})
+        batches = iter([runs[i * burst : (i + 1) * burst] for i in range(rounds)])
+        got = alternate(
+            rounds,
+            {
+                "bare": lambda: _bare_burst(r, burst),
+                "ravel": lambda: _approve_burst(r, next(batches), latencies),
+            },
+        )
     _bursts(result, burst, got, latencies)
     return result
 
 
-def _footprint(result: Result, count: int, redis_held: tuple[int, int, int | None],
-               pg: tuple[int, int], cpu_share: float) -> None:
+def _footprint(
+    result: Result,
+    count: int,
+    redis_held: tuple[int, int, int | None],
+    pg: tuple[int, int],
+    cpu_share: float,
+) -> None:
     keys, memory, naming = redis_held
     result.measure("redis_keys_added", "", [keys])
     result.measure("redis_memory_added_bytes", "B", [memory])
-    result.row(f"{count:,} parked: Redis keys / memory added in the broker's DB",
-               f"{keys} / {memory} B" + (f" ({naming} naming a run)" if naming is not None
-                                         else ""), "0 keys", keys <= 0)
+    result.row(
+        f"{count:,} parked: Redis keys / memory added in the broker's DB",
+        f"{keys} / {memory} B" + (f" ({naming} naming a run)" if naming is not None else ""),
+        "0 keys",
+        keys <= 0,
+    )
     per_disk = result.measure("pg_disk_bytes_per_parked_run", "B", [pg[0] / count])
     per_rows = result.measure("pg_row_bytes_per_parked_run", "B", [pg[1] / count])
-    result.row("PostgreSQL bytes per parked run: on disk (indexes included) / rows",
-               f"{per_disk.median:.0f} B / {per_rows.median:.0f} B", "<= 2 KB",
-               per_disk.median <= 2048)
+    result.row(
+        "PostgreSQL bytes per parked run: on disk (indexes included) / rows",
+        f"{per_disk.median:.0f} B / {per_rows.median:.0f} B",
+        "<= 2 KB",
+        per_disk.median <= 2048,
+    )
     share = result.measure("worker_cpu_while_parked", "CPU s/s", [cpu_share])
     result.row("worker CPU while they wait", f"{share.median * 100:.2f} % of a core")
 
 
-def _bursts(result: Result, burst: int, got: dict[str, dict[str, Any]],
-            latencies: list[float]) -> None:
+def _bursts(
+    result: Result, burst: int, got: dict[str, dict[str, Any]], latencies: list[float]
+) -> None:
     ms = [x * 1000 for x in latencies]
     p50, p99 = percentile(ms, 50), percentile(ms, 99)
     result.measure("approve_p50_ms", "ms", [p50])
     result.measure("approve_p99_ms", "ms", [p99])
-    result.row(f"approve() from {THREADS} threads, p50 / p99", f"{p50:.1f} / {p99:.1f} ms",
-               "p99 < 20 ms", p99 < 20)
+    result.row(
+        f"approve() from {THREADS} threads, p50 / p99",
+        f"{p50:.1f} / {p99:.1f} ms",
+        "p99 < 20 ms",
+        p99 < 20,
+    )
     bare = result.measure("bare_wakeups_s", "s", got["bare"]["all_resumed_s"])
     ravel = result.measure("all_resumed_s", "s", got["ravel"]["all_resumed_s"])
-    ratio = result.measure("resumed_over_bare", "x", ratios(got["ravel"]["all_resumed_s"],
-                                                            got["bare"]["all_resumed_s"]))
+    ratio = result.measure(
+        "resumed_over_bare",
+        "x",
+        ratios(got["ravel"]["all_resumed_s"], got["bare"]["all_resumed_s"]),
+    )
     result.row(f"{burst:,} bare wake-ups, until all ran", bare.text())
     result.row(f"{burst:,} approvals, until all ran their next step", ravel.text())
     result.row("approvals / bare wake-ups", ratio.text(), "<= 1.3x", ratio.median <= 1.3)

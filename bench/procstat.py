@@ -24,7 +24,7 @@ def _stat(pid: int) -> list[str] | None:
     except OSError:
         return None
     # The command name may hold spaces and parentheses: the fields follow its last ')'.
-    return raw[raw.rindex(")") + 2:].split()
+    return raw[raw.rindex(")") + 2 :].split()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -62,8 +62,9 @@ def backend_pids(admin_url: str, database: str) -> list[int]:
     engine = create_engine(admin_url)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = :d"),
-                                {"d": database})
+            rows = conn.execute(
+                text("SELECT pid FROM pg_stat_activity WHERE datname = :d"), {"d": database}
+            )
             return [int(r[0]) for r in rows]
     finally:
         engine.dispose()

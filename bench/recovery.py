@@ -24,8 +24,11 @@ SETTINGS = {
     "default": {},
     # The re-publish of a run whose lease expired also waits for its redispatch time (set
     # when its wake-up was published): a short lease alone does not shorten recovery.
-    "fast": {"RAVEL_LEASE_SECONDS": "2", "RAVEL_REAPER_INTERVAL": "0.5",
-             "RAVEL_REDISPATCH_AFTER": "2"},
+    "fast": {
+        "RAVEL_LEASE_SECONDS": "2",
+        "RAVEL_REAPER_INTERVAL": "0.5",
+        "RAVEL_REDISPATCH_AFTER": "2",
+    },
 }
 
 
@@ -58,8 +61,15 @@ def _one(r: Rig, env: dict[str, str], timeout: float) -> float:
 def recovery(scale: Scale) -> Result:
     """Seconds from the kill to the step's next attempt, per settings."""
     rounds = rounds_for(scale, 3, 2, 1)
-    result = Result("recovery", "recovery", settings={
-        "rounds": rounds, "workers": "2 x prefork -c 1, a separate beat", "settings": SETTINGS})
+    result = Result(
+        "recovery",
+        "recovery",
+        settings={
+            "rounds": rounds,
+            "workers": "2 x prefork -c 1, a separate beat",
+            "settings": SETTINGS,
+        },
+    )
     for name, env in SETTINGS.items():
         lease = float(env.get("RAVEL_LEASE_SECONDS", 15))
         interval = float(env.get("RAVEL_REAPER_INTERVAL", 1))
@@ -71,6 +81,11 @@ def recovery(scale: Scale) -> Result:
         again = env.get("RAVEL_REDISPATCH_AFTER", "5")
         target = f"<= {bound:g} s" + (", < 3 s" if name == "fast" else "")
         met = max(took.samples) <= bound and (name != "fast" or took.median < 3)
-        result.row(f"{name} (lease {lease:g} s, reaper every {interval:g} s, re-publish after "
-                   f"{again} s): kill to next attempt", took.text(), target, met)
+        result.row(
+            f"{name} (lease {lease:g} s, reaper every {interval:g} s, re-publish after "
+            f"{again} s): kill to next attempt",
+            took.text(),
+            target,
+            met,
+        )
     return result

@@ -58,8 +58,14 @@ class Summary:
 
     def as_json(self) -> dict[str, Any]:
         """Median, min, max, n and the samples."""
-        return {"unit": self.unit, "median": self.median, "min": min(self.samples),
-                "max": max(self.samples), "n": len(self.samples), "samples": self.samples}
+        return {
+            "unit": self.unit,
+            "median": self.median,
+            "min": min(self.samples),
+            "max": max(self.samples),
+            "n": len(self.samples),
+            "samples": self.samples,
+        }
 
 
 @dataclass
@@ -115,8 +121,9 @@ def rounds_for(scale: Scale, full: int, small: int, tiny: int) -> int:
     return OPTIONS["rounds"] or scale.pick(full, small, tiny)
 
 
-def scenario(key: str, number: int, title: str) -> Callable[[Callable[[Scale], Result]],
-                                                             Callable[[Scale], Result]]:
+def scenario(
+    key: str, number: int, title: str
+) -> Callable[[Callable[[Scale], Result]], Callable[[Scale], Result]]:
     """Register ``fn`` as scenario ``key`` (numbered as in the issue)."""
 
     def register(fn: Callable[[Scale], Result]) -> Callable[[Scale], Result]:
@@ -162,22 +169,42 @@ def loadavg() -> list[float]:
 
 def machine() -> dict[str, Any]:
     """The machine and software the figures were measured on."""
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-               platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
-    return {"cpus": os.cpu_count(), "cpu": cpu, "memory_gib": round(mem_kb / 2**20, 1),
-            "kernel": platform.release(), "python": platform.python_version()}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(mem_kb / 2**20, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
 
 
 def git_commit() -> str:
     """The commit the benchmark ran at (with ``+dirty`` when the tree has changes)."""
     root = Path(__file__).resolve().parents[1]
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True, timeout=10).stdout
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
     except OSError:
         return "unknown"
     return head + ("+dirty" if dirty.strip() else "")
@@ -192,8 +219,12 @@ def run(keys: list[str], scale: Scale, out: Path | None = None) -> dict[str, Any
     from bench.versions import versions  # imports the systems: only when running
 
     report: dict[str, Any] = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"), "scale": scale.value,
-        "commit": git_commit(), "machine": machine(), "versions": versions(), "scenarios": {},
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "scale": scale.value,
+        "commit": git_commit(),
+        "machine": machine(),
+        "versions": versions(),
+        "scenarios": {},
     }
     for key in keys:
         sc = SCENARIOS[key]
@@ -202,16 +233,25 @@ def run(keys: list[str], scale: Scale, out: Path | None = None) -> dict[str, Any
         try:
             result = sc.fn(scale)
             entry: dict[str, Any] = {
-                "title": sc.title, "number": sc.number,
+                "title": sc.title,
+                "number": sc.number,
                 "rows": [asdict(r) for r in result.rows],
                 "measures": {k: v.as_json() for k, v in result.measures.items()},
-                "settings": result.settings, "notes": result.notes,
+                "settings": result.settings,
+                "notes": result.notes,
             }
         except Exception as exc:  # one scenario's failure must not lose the others' figures
             traceback.print_exc()
             result = Result(key, sc.title, notes=[f"failed: {type(exc).__name__}: {exc}"])
-            entry = {"title": sc.title, "number": sc.number, "rows": [], "measures": {},
-                     "settings": {}, "notes": result.notes, "failed": True}
+            entry = {
+                "title": sc.title,
+                "number": sc.number,
+                "rows": [],
+                "measures": {},
+                "settings": {},
+                "notes": result.notes,
+                "failed": True,
+            }
         entry["loadavg"] = {"start": start, "end": loadavg()}
         entry["seconds"] = round(time.monotonic() - began, 1)
         report["scenarios"][key] = entry
@@ -224,16 +264,23 @@ def run(keys: list[str], scale: Scale, out: Path | None = None) -> dict[str, Any
 
 def table(scenarios: dict[str, Any]) -> str:
     """The Markdown table of stored results."""
-    lines = ["| # | what | measured: median (min-max) | target | met |",
-             "| --- | --- | --- | --- | --- |"]
+    lines = [
+        "| # | what | measured: median (min-max) | target | met |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for entry in scenarios.values():
         for row in entry["rows"]:
             met = {True: "yes", False: "**no**", None: ""}[row["met"]]
-            lines.append(f"| {entry['number']} | {row['what']} | {row['value']} | "
-                         f"{row['target']} | {met} |")
+            lines.append(
+                f"| {entry['number']} | {row['what']} | {row['value']} | {row['target']} | {met} |"
+            )
         load = entry["loadavg"]
-        notes = "; ".join([*entry["notes"], f"load {load['start'][0]:.2f} -> "
-                                            f"{load['end'][0]:.2f}, {entry['seconds']:.0f} s"])
+        notes = "; ".join(
+            [
+                *entry["notes"],
+                f"load {load['start'][0]:.2f} -> {load['end'][0]:.2f}, {entry['seconds']:.0f} s",
+            ]
+        )
         lines.append(f"| {entry['number']} | _{entry['title']}_ | {notes} | | |")
     return "\n".join(lines)
 

@@ -38,8 +38,10 @@ class LangGraphChat:
 
     def turn(self, thread: str, message: str) -> None:
         """One turn of conversation ``thread``: the user's ``message`` in, a reply out."""
-        self._graph.invoke({"messages": [{"role": "user", "content": message}]},
-                           {"configurable": {"thread_id": thread}})
+        self._graph.invoke(
+            {"messages": [{"role": "user", "content": message}]},
+            {"configurable": {"thread_id": thread}},
+        )
 
     def stored_bytes(self) -> tuple[int, int]:
         """:func:`bench.harness.stored_bytes` of the checkpointer's database."""
@@ -61,8 +63,12 @@ def langgraph_chat(call_model: Callable[[list[dict[str, Any]]], str]) -> Iterato
 
     name = f"langgraph_bench_{uuid.uuid4().hex[:8]}"
     url = create_database(name)
-    conn = Connection.connect(url.replace("postgresql+psycopg2://", "postgresql://"),
-                              autocommit=True, prepare_threshold=0, row_factory=dict_row)
+    conn = Connection.connect(
+        url.replace("postgresql+psycopg2://", "postgresql://"),
+        autocommit=True,
+        prepare_threshold=0,
+        row_factory=dict_row,
+    )
     try:
         saver = PostgresSaver(conn)
         saver.setup()

@@ -42,12 +42,14 @@ def start_rate(scale: Scale) -> Result:
     result = Result("start_rate", "start rate", settings={"calls": count, "rounds": rounds})
     with rig(workers=0) as r:
         _ravel(r, 50), _bare(r, 50)  # connections and caches, both
-        got = alternate(rounds, {"bare": lambda: _bare(r, count),
-                                 "ravel": lambda: _ravel(r, count)})
+        got = alternate(
+            rounds, {"bare": lambda: _bare(r, count), "ravel": lambda: _ravel(r, count)}
+        )
     bare = result.measure("apply_async_per_s", "/s", got["bare"]["per_s"])
     ravel = result.measure("start_run_per_s", "/s", got["ravel"]["per_s"])
-    ratio = result.measure("start_run_over_apply_async", "x",
-                           ratios(got["ravel"]["per_s"], got["bare"]["per_s"]))
+    ratio = result.measure(
+        "start_run_over_apply_async", "x", ratios(got["ravel"]["per_s"], got["bare"]["per_s"])
+    )
     result.row(f"apply_async, {count:,} calls", bare.text(0))
     result.row(f"start_run, {count:,} calls", ravel.text(0))
     result.row("start_run / apply_async rate", ratio.text(), ">= 0.5x", ratio.median >= 0.5)

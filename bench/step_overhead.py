@@ -30,8 +30,11 @@ def step_overhead(scale: Scale) -> Result:
     """Milliseconds per step of each system, and Ravel's ratio to the hop, per round."""
     hops = scale.pick(500, 200, 30)
     rounds = rounds_for(scale, 7, 3, 2)
-    result = Result("step_overhead", "step overhead",
-                    settings={"steps": hops, "rounds": rounds, "worker": "prefork -c 1"})
+    result = Result(
+        "step_overhead",
+        "step overhead",
+        settings={"steps": hops, "rounds": rounds, "worker": "prefork -c 1"},
+    )
     with rig(concurrency=1) as r, maybe_dbos() as dbos:
         systems = {
             "bare": lambda: {"ms": r.bare_chains(1, hops) / hops * 1000},
@@ -58,10 +61,12 @@ def _report(result: Result, r: Rig, got: dict[str, dict[str, list[float]]], hops
         result.row("DBOS step (in-process, no hop), per step", dbos.text())
         # The durability a step pays: its time above the bare hop, against a DBOS step's.
         extra = [rv - b for rv, b in zip(got["ravel"]["ms"], got["bare"]["ms"], strict=True)]
-        over = result.measure("ravel_durability_over_dbos_step", "x",
-                              ratios(extra, got["dbos"]["ms"]))
-        result.row("Ravel's cost above the hop / a DBOS step", over.text(), "<= 0.5x",
-                   over.median <= 0.5)
+        over = result.measure(
+            "ravel_durability_over_dbos_step", "x", ratios(extra, got["dbos"]["ms"])
+        )
+        result.row(
+            "Ravel's cost above the hop / a DBOS step", over.text(), "<= 0.5x", over.median <= 0.5
+        )
     cb = _commands(r.broker, lambda: r.bare_chains(1, hops), hops)
     cr = _commands(r.broker, lambda: r.ravel_loops(1, hops), hops)
     result.measure("redis_commands_per_bare_hop", "", [cb])

@@ -21,8 +21,7 @@ from tests.support.services import REDIS_PORT
 STEPS = 20
 
 
-def _metered(run: Callable[[], float], steps: int,
-             meters: dict[str, CpuMeter]) -> dict[str, float]:
+def _metered(run: Callable[[], float], steps: int, meters: dict[str, CpuMeter]) -> dict[str, float]:
     """Steps/s of ``run`` and each meter's CPU seconds per 1,000 steps."""
     for meter in meters.values():
         meter.start()
@@ -33,12 +32,16 @@ def _metered(run: Callable[[], float], steps: int,
     return out
 
 
-def _systems(r: Rig, dbos: DbosSystem | None, runs: int
-             ) -> dict[str, Callable[[], dict[str, float]]]:
+def _systems(
+    r: Rig, dbos: DbosSystem | None, runs: int
+) -> dict[str, Callable[[], dict[str, float]]]:
     steps = runs * STEPS
     redis_pids = redis_pid(REDIS_PORT)
-    celery = {"worker": CpuMeter(r.worker_pids), "pg": CpuMeter(r.pg_pids),
-              "redis": CpuMeter(lambda: redis_pids)}
+    celery = {
+        "worker": CpuMeter(r.worker_pids),
+        "pg": CpuMeter(r.pg_pids),
+        "redis": CpuMeter(lambda: redis_pids),
+    }
     systems = {
         "bare": lambda: _metered(lambda: r.bare_chains(runs, STEPS), steps, celery),
         "ravel": lambda: _metered(lambda: r.ravel_loops(runs, STEPS), steps, celery),
@@ -59,24 +62,38 @@ def _report(result: Result, runs: int, got: dict[str, dict[str, list[float]]]) -
         total = [sum(parts) for parts in zip(*cpu.values(), strict=True)]
         result.measure(f"{name}_{runs}_cpu_per_1000_steps", "s", total)
         split = ", ".join(f"{k} {sorted(v)[len(v) // 2]:.2f}" for k, v in cpu.items())
-        result.row(f"{runs} runs x {STEPS} steps: {label[name]}",
-                   f"{sps.text(0)}; CPU s per 1,000 steps {sorted(total)[len(total) // 2]:.2f} "
-                   f"({split})")
-    ratio = result.measure(f"ravel_over_bare_{runs}", "x",
-                           ratios(got["ravel"]["steps_per_s"], got["bare"]["steps_per_s"]))
-    result.row(f"{runs} runs: Ravel / bare Celery steps/s", ratio.text(), ">= 0.8x",
-               ratio.median >= 0.8)
+        result.row(
+            f"{runs} runs x {STEPS} steps: {label[name]}",
+            f"{sps.text(0)}; CPU s per 1,000 steps {sorted(total)[len(total) // 2]:.2f} ({split})",
+        )
+    ratio = result.measure(
+        f"ravel_over_bare_{runs}",
+        "x",
+        ratios(got["ravel"]["steps_per_s"], got["bare"]["steps_per_s"]),
+    )
+    result.row(
+        f"{runs} runs: Ravel / bare Celery steps/s", ratio.text(), ">= 0.8x", ratio.median >= 0.8
+    )
     if "dbos" in got:
-        over = result.measure(f"ravel_over_dbos_{runs}", "x",
-                              ratios(got["ravel"]["steps_per_s"], got["dbos"]["steps_per_s"]))
+        over = result.measure(
+            f"ravel_over_dbos_{runs}",
+            "x",
+            ratios(got["ravel"]["steps_per_s"], got["dbos"]["steps_per_s"]),
+        )
         result.row(f"{runs} runs: Ravel / DBOS steps/s", over.text(), ">= 1x", over.median >= 1)
-        cpu_ravel = [w + p for w, p in zip(got["ravel"]["cpu_worker"], got["ravel"]["cpu_pg"],
-                                           strict=True)]
-        cpu_dbos = [w + p for w, p in zip(got["dbos"]["cpu_worker"], got["dbos"]["cpu_pg"],
-                                          strict=True)]
+        cpu_ravel = [
+            w + p for w, p in zip(got["ravel"]["cpu_worker"], got["ravel"]["cpu_pg"], strict=True)
+        ]
+        cpu_dbos = [
+            w + p for w, p in zip(got["dbos"]["cpu_worker"], got["dbos"]["cpu_pg"], strict=True)
+        ]
         share = result.measure(f"ravel_cpu_over_dbos_{runs}", "x", ratios(cpu_ravel, cpu_dbos))
-        result.row(f"{runs} runs: CPU per step (worker + PostgreSQL), Ravel / DBOS",
-                   share.text(), "< 1x", share.median < 1)
+        result.row(
+            f"{runs} runs: CPU per step (worker + PostgreSQL), Ravel / DBOS",
+            share.text(),
+            "< 1x",
+            share.median < 1,
+        )
 
 
 @scenario("throughput", 2, "Throughput: runs of 20 steps on -c 2 vs bare Celery chains")
@@ -84,9 +101,17 @@ def throughput(scale: Scale) -> Result:
     """Steps/s and CPU per 1,000 steps, for each size of the fleet."""
     sizes = scale.pick((50, 500), (50, 200), (10,))
     rounds = rounds_for(scale, 3, 2, 1)
-    result = Result("throughput", "throughput", settings={
-        "sizes": list(sizes), "steps_per_run": STEPS, "rounds": rounds,
-        "worker": "prefork -c 2, acks_late, prefetch 1", "dbos": "2 threads, its defaults"})
+    result = Result(
+        "throughput",
+        "throughput",
+        settings={
+            "sizes": list(sizes),
+            "steps_per_run": STEPS,
+            "rounds": rounds,
+            "worker": "prefork -c 2, acks_late, prefetch 1",
+            "dbos": "2 threads, its defaults",
+        },
+    )
     with rig(concurrency=2) as r, maybe_dbos() as dbos:
         r.bare_chains(4, 5), r.ravel_loops(4, 5)  # warm up both pool processes
         if dbos is not None:

@@ -10,8 +10,18 @@ from sqlalchemy import create_engine, text
 
 from tests.support.services import PG_ADMIN_URL, REDIS_HOST, REDIS_PORT
 
-PACKAGES = ("celery", "kombu", "redis", "SQLAlchemy", "psycopg2-binary", "dbos", "langgraph",
-            "langgraph-checkpoint-postgres", "psycopg", "openai")
+PACKAGES = (
+    "celery",
+    "kombu",
+    "redis",
+    "SQLAlchemy",
+    "psycopg2-binary",
+    "dbos",
+    "langgraph",
+    "langgraph-checkpoint-postgres",
+    "psycopg",
+    "openai",
+)
 
 
 def _package(name: str) -> str | None:

@@ -16,18 +16,29 @@ from tests.support.services import redis_available
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_a_tiny_start_rate_run_prints_its_table_and_writes_json(
-    pg_db: str, tmp_path: Path
-) -> None:
+def test_a_tiny_start_rate_run_prints_its_table_and_writes_json(pg_db: str, tmp_path: Path) -> None:
     if not redis_available():
         if os.environ.get("CI"):
             pytest.fail("Redis is not reachable (required in CI)")
         pytest.skip("Redis is not reachable")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAVEL_")}
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "start_rate", "--scale", "tiny", "--rounds", "1",
-         "--out", str(tmp_path)],
-        cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "start_rate",
+            "--scale",
+            "tiny",
+            "--rounds",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
