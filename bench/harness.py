@@ -65,7 +65,8 @@ def stored_bytes(url: str) -> tuple[int, int]:
                 r[0]
                 for r in conn.execute(
                     text(
-                        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "SELECT c.relname FROM pg_class c "
+                        "JOIN pg_namespace n ON n.oid = c.relnamespace "
                         "WHERE c.relkind = 'r' AND n.nspname = 'public'"
                     )
                 )
