@@ -50,14 +50,20 @@ def _random_seed() -> int:
     return seed
 
 
-@pytest.mark.parametrize(("broker", "seed"), [
-    ("redis", FIXED_SEED), ("redis", None), ("amqp", FIXED_SEED),
-], ids=["redis-fixed-seed", "redis-random-seed", "amqp-fixed-seed"])
-def test_a_short_nemesis_breaks_no_invariant(broker: str, seed: int | None,
-                                             tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("broker", "seed"),
+    [
+        ("redis", FIXED_SEED),
+        ("redis", None),
+        ("amqp", FIXED_SEED),
+    ],
+    ids=["redis-fixed-seed", "redis-random-seed", "amqp-fixed-seed"],
+)
+def test_a_short_nemesis_breaks_no_invariant(broker: str, seed: int | None, tmp_path: Path) -> None:
     seed = seed if seed is not None else _random_seed()
-    outcome = run(Options(seed=seed, runs=RUNS, duration=DURATION, broker=broker, settle=150,
-                          out=tmp_path))
+    outcome = run(
+        Options(seed=seed, runs=RUNS, duration=DURATION, broker=broker, settle=150, out=tmp_path)
+    )
     report = _report(outcome)
     assert outcome.ok, f"seed {seed}:\n{report}"
     assert outcome.settled, report
@@ -69,19 +75,33 @@ def test_a_short_nemesis_breaks_no_invariant(broker: str, seed: int | None,
     assert all(v.runs for v in outcome.verdicts if v.name != "canaries_nowhere"), report
 
 
-@pytest.mark.parametrize(("mutant", "caught_by"), [
-    ("skip_fence", "no_call_after_cancel"),
-    ("double_effect", "remote_calls_have_intents"),
-])
+@pytest.mark.parametrize(
+    ("mutant", "caught_by"),
+    [
+        ("skip_fence", "no_call_after_cancel"),
+        ("double_effect", "remote_calls_have_intents"),
+    ],
+)
 def test_the_checker_catches_a_mutant(mutant: str, caught_by: str, tmp_path: Path) -> None:
     """No fault at all: whatever the checker finds, the mutant did. Many runs are cancelled
     mid-step, so a mutant that ignores the fence has calls to make after the cancel."""
-    outcome = run(Options(seed=FIXED_SEED, runs=20, duration=10, settle=45, out=tmp_path,
-                          mutant=mutant, kinds=(), cancel_share=0.6))
+    outcome = run(
+        Options(
+            seed=FIXED_SEED,
+            runs=20,
+            duration=10,
+            settle=45,
+            out=tmp_path,
+            mutant=mutant,
+            kinds=(),
+            cancel_share=0.6,
+        )
+    )
     report = _report(outcome)
     broken = {v.name: v for v in outcome.verdicts if not v.ok}
     assert caught_by in broken, report
     named = {v.run_id for v in broken[caught_by].violations}
     assert named and None not in named, report
-    assert f"seed {FIXED_SEED}" in report and all(r in report for r in violated_runs(
-        outcome.verdicts)), report
+    assert f"seed {FIXED_SEED}" in report and all(
+        r in report for r in violated_runs(outcome.verdicts)
+    ), report

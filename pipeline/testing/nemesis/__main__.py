@@ -22,24 +22,39 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.testing.nemesis",
         description="Seeded nemesis: concurrent agent runs under random faults, then a check "
-                    "of the whole history.")
+        "of the whole history.",
+    )
     parser.add_argument("--seed", type=int, help="default: drawn at random and printed")
     parser.add_argument("--runs", type=int, default=200, help="runs to start (default 200)")
-    parser.add_argument("--duration", type=float, default=300.0,
-                        help="seconds of faults (default 300)")
+    parser.add_argument(
+        "--duration", type=float, default=300.0, help="seconds of faults (default 300)"
+    )
     parser.add_argument("--broker", choices=("redis", "amqp"), default="redis")
-    parser.add_argument("--mutant", choices=("skip_fence", "double_effect"),
-                        help="run workers with a deliberate bug (the checker must fail)")
+    parser.add_argument(
+        "--mutant",
+        choices=("skip_fence", "double_effect"),
+        help="run workers with a deliberate bug (the checker must fail)",
+    )
     parser.add_argument("--workers", type=int, default=3, help="worker processes (default 3)")
     parser.add_argument("--concurrency", type=int, default=3, help="pool size of each worker")
-    parser.add_argument("--settle", type=float, default=240.0,
-                        help="seconds to wait for the runs to finish after the faults")
-    parser.add_argument("--cancels", type=float, default=0.12,
-                        help="share of runs the driver cancels (default 0.12)")
-    parser.add_argument("--faults", default=",".join(ALL_KINDS),
-                        help="comma-separated fault kinds (default: all)")
-    parser.add_argument("--out", type=Path, help="folder for the run's logs "
-                                                 "(default .ravel/nemesis)")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=240.0,
+        help="seconds to wait for the runs to finish after the faults",
+    )
+    parser.add_argument(
+        "--cancels",
+        type=float,
+        default=0.12,
+        help="share of runs the driver cancels (default 0.12)",
+    )
+    parser.add_argument(
+        "--faults", default=",".join(ALL_KINDS), help="comma-separated fault kinds (default: all)"
+    )
+    parser.add_argument(
+        "--out", type=Path, help="folder for the run's logs (default .ravel/nemesis)"
+    )
     args = parser.parse_args(argv)
     unknown = set(args.faults.split(",")) - set(ALL_KINDS) - {""}
     if unknown:
@@ -64,10 +79,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipeline.testing.nemesis.report import render
 
     options = harness.Options(
-        seed=seed, runs=args.runs, duration=args.duration, broker=args.broker,
-        mutant=args.mutant, workers=args.workers, concurrency=args.concurrency,
-        settle=args.settle, kinds=tuple(k for k in args.faults.split(",") if k), out=args.out,
-        cancel_share=args.cancels)
+        seed=seed,
+        runs=args.runs,
+        duration=args.duration,
+        broker=args.broker,
+        mutant=args.mutant,
+        workers=args.workers,
+        concurrency=args.concurrency,
+        settle=args.settle,
+        kinds=tuple(k for k in args.faults.split(",") if k),
+        out=args.out,
+        cancel_share=args.cancels,
+    )
     outcome = harness.run(options)
     assert outcome.history is not None
     text = render(outcome, outcome.history, outcome.verdicts)

@@ -58,8 +58,9 @@ class Database(Backend):
 
     def __init__(self, folder: Path) -> None:
         """initdb under ``folder`` and start."""
-        super().__init__(PostgresServer(folder, database="ravel",
-                                        settings={"max_connections": "300"}))
+        super().__init__(
+            PostgresServer(folder, database="ravel", settings={"max_connections": "300"})
+        )
 
     @property
     def proxied_url(self) -> str:
@@ -94,8 +95,11 @@ class Broker(Backend):
             self.server.flushall()
             return "FLUSHALL"
         assert isinstance(self.server, RabbitServer)
-        names = [q["name"] for q in self.server.list_queues()
-                 if q["name"] == queue or q["name"].startswith(f"{queue}.v")]
+        names = [
+            q["name"]
+            for q in self.server.list_queues()
+            if q["name"] == queue or q["name"].startswith(f"{queue}.v")
+        ]
         for name in names:
             self.server.delete_queue(name)
         return f"delete_queue {' '.join(names)}"

@@ -57,8 +57,9 @@ def check(history: History) -> list[Verdict]:
             verdicts.append(invariant(history))
         except Exception:
             verdict = Verdict(invariant.__name__)
-            verdict.violations.append(Violation(None, "the check crashed:\n"
-                                                + traceback.format_exc(limit=-4)))
+            verdict.violations.append(
+                Violation(None, "the check crashed:\n" + traceback.format_exc(limit=-4))
+            )
             verdicts.append(verdict)
     return verdicts
 
@@ -85,34 +86,57 @@ def story(h: History, run_id: str) -> str:
     if r is None:
         return f"run {run_id}: not in the database"
     base = epoch(r.run.created_at)
-    lines = [f"run {run_id} ({r.run.workflow} v{r.run.workflow_version}, tag "
-             f"{r.plan.tag if r.plan else '?'}): {r.run.status} at step {r.run.step} "
-             f"seq {r.run.seq}" + (f"; error: {r.run.error[:300]}" if r.run.error else ""),
-             f"  plan: {r.plan}"]
+    lines = [
+        f"run {run_id} ({r.run.workflow} v{r.run.workflow_version}, tag "
+        f"{r.plan.tag if r.plan else '?'}): {r.run.status} at step {r.run.step} "
+        f"seq {r.run.seq}" + (f"; error: {r.run.error[:300]}" if r.run.error else ""),
+        f"  plan: {r.plan}",
+    ]
     timeline: list[tuple[float, str]] = []
     for e in r.audit:
-        timeline.append((epoch(e.at), f"audit {e.kind} by {e.actor} step={e.step} "
-                                      f"{_short(e.data)}"))
+        timeline.append(
+            (epoch(e.at), f"audit {e.kind} by {e.actor} step={e.step} {_short(e.data)}")
+        )
     for s in r.steps:
         at = epoch(s.started_at) if s.started_at else epoch(s.finished_at)
-        timeline.append((at, f"attempt seq={s.seq} #{s.attempt} {s.step} {s.status} "
-                             f"outcome={s.outcome} worker={s.worker} "
-                             f"{(s.error or '')[:120]}"))
+        timeline.append(
+            (
+                at,
+                f"attempt seq={s.seq} #{s.attempt} {s.step} {s.status} "
+                f"outcome={s.outcome} worker={s.worker} "
+                f"{(s.error or '')[:120]}",
+            )
+        )
     for e in r.effects:
-        timeline.append((epoch(e.started_at), f"journal {e.kind} {e.name} seq={e.seq} "
-                         f"{e.status} calls={e.calls} key={e.idempotency_key}"))
+        timeline.append(
+            (
+                epoch(e.started_at),
+                f"journal {e.kind} {e.name} seq={e.seq} "
+                f"{e.status} calls={e.calls} key={e.idempotency_key}",
+            )
+        )
     for a in h.actions_of(r):
         rest = {k: v for k, v in a.items() if k not in ("t", "kind", "run", "tag")}
         timeline.append((float(a["t"]), f"driver {a['kind']} {_short(rest)}"))
     for p in h.posts_of(r):
-        timeline.append((float(p["t0"]), f"world POST {p['path']} key={p['key']} "
-                                         f"applied={p['applied']} status={p['status']}"))
+        timeline.append(
+            (
+                float(p["t0"]),
+                f"world POST {p['path']} key={p['key']} "
+                f"applied={p['applied']} status={p['status']}",
+            )
+        )
     last = max((at for at, _ in timeline), default=base)
     for fault in h.faults:
         if fault["kind"] in ("start", "worker_died", "beat_died") and base <= fault["t"] <= last:
             what = fault.get("fault") or fault["kind"]
-            timeline.append((fault["t"], f"FAULT {what} target={fault.get('target')} "
-                                         f"hold={fault.get('hold')} {fault.get('detail') or ''}"))
+            timeline.append(
+                (
+                    fault["t"],
+                    f"FAULT {what} target={fault.get('target')} "
+                    f"hold={fault.get('hold')} {fault.get('detail') or ''}",
+                )
+            )
     for at, text in sorted(timeline, key=lambda item: item[0]):
         lines.append(f"  {at - base:+9.3f}s {text}")
     stats = h.llm_stats.get(run_id)

@@ -16,8 +16,9 @@ SUBMIT_TOOLS = ("submit_po", "submit_express_po")
 
 
 def _po_waits(r: RunData) -> list[Any]:
-    return [w for w in r.waits
-            if w.kind == "approval" and (w.data or {}).get("tool") in SUBMIT_TOOLS]
+    return [
+        w for w in r.waits if w.kind == "approval" and (w.data or {}).get("tool") in SUBMIT_TOOLS
+    ]
 
 
 def exactly_one_po_per_approved_run(h: History) -> Verdict:
@@ -38,8 +39,11 @@ def exactly_one_po_per_approved_run(h: History) -> Verdict:
         applied = [p for p in posts if p["applied"]]
         if len(applied) > 1 or (r.run.status == "succeeded" and len(applied) != 1):
             v.fail(r.id, f"{len(applied)} POs applied for one approved run ({r.run.status})")
-        keys = {e.idempotency_key for w in approved
-                if (e := r.effect(f"tool:{w.data['tool_call_id']}")) is not None}
+        keys = {
+            e.idempotency_key
+            for w in approved
+            if (e := r.effect(f"tool:{w.data['tool_call_id']}")) is not None
+        }
         for post in applied:
             if post["key"] not in keys:
                 v.fail(r.id, f"PO applied under key {post['key']}, not the journal's {keys}")
@@ -61,17 +65,23 @@ def no_call_after_cancel(h: History) -> Verdict:
         intents = {e.idempotency_key: e for e in r.effects}
         for e in r.effects:
             if epoch(e.started_at) >= returned:
-                v.fail(r.id, f"{e.kind} {e.name} started {epoch(e.started_at) - returned:.3f}s "
-                             "after cancel_run returned")
+                v.fail(
+                    r.id,
+                    f"{e.kind} {e.name} started {epoch(e.started_at) - returned:.3f}s "
+                    "after cancel_run returned",
+                )
         for request in h.requests_of(r):
             v.events += 1
             if request["t0"] < returned:
                 continue
             intent = intents.get(request["key"])
             if intent is None or epoch(intent.started_at) >= returned:
-                v.fail(r.id, f"{request['kind'].upper()} {request['path']} "
-                             f"{request['t0'] - returned:.3f}s after cancel_run returned, with "
-                             "no intent written before")
+                v.fail(
+                    r.id,
+                    f"{request['kind'].upper()} {request['path']} "
+                    f"{request['t0'] - returned:.3f}s after cancel_run returned, with "
+                    "no intent written before",
+                )
     return v
 
 
@@ -96,15 +106,19 @@ def remote_calls_have_intents(h: History) -> Verdict:
         call = call_of.get(request.get("key") or "")
         if call is None:
             run = by_tag.get(request["ref"])
-            v.fail(run.id if run else None, f"{request['kind'].upper()} {request['path']} "
-                                            f"under key {request.get('key')}, which no journal "
-                                            "intent holds")
+            v.fail(
+                run.id if run else None,
+                f"{request['kind'].upper()} {request['path']} "
+                f"under key {request.get('key')}, which no journal "
+                "intent holds",
+            )
         else:
             requests[call] += 1
     for (run_id, name), count in requests.items():
         if count > starts[(run_id, name)]:
-            v.fail(run_id, f"{count} requests for {name} but {starts[(run_id, name)]} "
-                           "journaled starts")
+            v.fail(
+                run_id, f"{count} requests for {name} but {starts[(run_id, name)]} journaled starts"
+            )
     return v
 
 
@@ -128,8 +142,11 @@ def llm_calls_within_faults(h: History) -> Verdict:
             continue
         v.runs += 1
         by_turn = h.llm_stats.get(r.id, {}).get("by_turn", {})
-        journal = {int(e.name.split(":")[1]): e for e in r.effects
-                   if e.kind == "llm" and e.name.split(":")[1].isdigit()}
+        journal = {
+            int(e.name.split(":")[1]): e
+            for e in r.effects
+            if e.kind == "llm" and e.name.split(":")[1].isdigit()
+        }
         scripted = h.scripted_faults(r)
         for turn_text, served in by_turn.items():
             turn = int(turn_text)
@@ -140,14 +157,20 @@ def llm_calls_within_faults(h: History) -> Verdict:
                 v.fail(r.id, f"turn {turn}: {answered} LLM requests, no journal intent")
                 continue
             if answered > e.calls:
-                v.fail(r.id, f"turn {turn}: the server answered {answered} requests, the "
-                             f"journal started the call {e.calls} times")
+                v.fail(
+                    r.id,
+                    f"turn {turn}: the server answered {answered} requests, the "
+                    f"journal started the call {e.calls} times",
+                )
             end = epoch(e.finished_at) if e.finished_at else epoch(r.run.updated_at)
             faults = _overlapping(h.disruptions, _runnable_since(r, e.seq), end)
             explained = served["failed_calls"] + (scripted.get(turn) == "hang") + faults
             if e.calls - 1 > explained:
-                v.fail(r.id, f"turn {turn}: started {e.calls} times; explained: "
-                             f"{served['failed_calls']} errors, {faults} faults")
+                v.fail(
+                    r.id,
+                    f"turn {turn}: started {e.calls} times; explained: "
+                    f"{served['failed_calls']} errors, {faults} faults",
+                )
     return v
 
 
@@ -164,8 +187,11 @@ def approvals_are_honoured(h: History) -> Verdict:
         if r.plan is None or r.plan.kind != "agent":
             continue
         v.runs += 1
-        answers = {m.get("tool_call_id"): str(m.get("content")) for m in r.messages
-                   if m.get("role") == "tool"}
+        answers = {
+            m.get("tool_call_id"): str(m.get("content"))
+            for m in r.messages
+            if m.get("role") == "tool"
+        }
         for w in r.waits:
             v.events += 1
             if w.decision in ("approved", "rejected") and w.actor not in (APPROVER, OPERATOR):
@@ -186,8 +212,9 @@ def _one_call(v: Verdict, r: RunData, call_id: str, waits: list[Any], answer: st
     """Check one proposed PO call against the approvals asked for it, oldest first."""
     tool = waits[-1].data["tool"]
     call = r.effect(f"tool:{call_id}")
-    if call is not None and not any(w.decision == "approved" and w.decided_at <= call.started_at
-                                    for w in waits):
+    if call is not None and not any(
+        w.decision == "approved" and w.decided_at <= call.started_at for w in waits
+    ):
         v.fail(r.id, f"{tool} was called with no approval of the call before it")
     last = waits[-1]
     if last.decision not in ("rejected", "expired"):
@@ -198,8 +225,9 @@ def _one_call(v: Verdict, r: RunData, call_id: str, waits: list[Any], answer: st
         v.fail(r.id, f"the model was not told of the rejection: {answer[:80]}")
     if last.decision == "expired" and tool == "submit_express_po":
         if r.run.status not in ("failed", "cancelled"):
-            v.fail(r.id, f"an express approval expired (on_timeout=fail) but the run is "
-                         f"{r.run.status}")
+            v.fail(
+                r.id, f"an express approval expired (on_timeout=fail) but the run is {r.run.status}"
+            )
     elif last.decision == "expired" and answer is not None and "expired" not in answer:
         v.fail(r.id, f"the model was not told of the expiry: {answer[:80]}")
 
@@ -209,8 +237,11 @@ def canaries_nowhere(h: History) -> Verdict:
     table, not in the broker, not in any process log."""
     v = Verdict("canaries_nowhere")
     served = sorted({g["ref"] for g in h.gets if "canary" in g.get("flavors", ())})
-    secrets = {canary(h.salt, tag, where): (tag, where)
-               for tag in served for where in ("key", "out", "arg")}
+    secrets = {
+        canary(h.salt, tag, where): (tag, where)
+        for tag in served
+        for where in ("key", "out", "arg")
+    }
     v.runs = len(served)
     if not secrets:
         return v

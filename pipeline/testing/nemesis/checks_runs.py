@@ -35,11 +35,17 @@ def no_lost_run(h: History, now: datetime | None = None) -> Verdict:
             wait = open_waits[0]
             v.events += 1
             if wait.expires_at is not None and wait.expires_at + SLACK < now:
-                v.fail(r.id, f"waiting on a {wait.kind} wait that expired at "
-                             f"{wait.expires_at:%H:%M:%S} and was never expired")
+                v.fail(
+                    r.id,
+                    f"waiting on a {wait.kind} wait that expired at "
+                    f"{wait.expires_at:%H:%M:%S} and was never expired",
+                )
             elif not (wait.kind == "event" and r.plan is not None and r.plan.event == "open"):
-                v.fail(r.id, f"left waiting on a {wait.kind} wait the driver does not leave "
-                             f"open (step {r.run.step})")
+                v.fail(
+                    r.id,
+                    f"left waiting on a {wait.kind} wait the driver does not leave "
+                    f"open (step {r.run.step})",
+                )
             continue
         detail = f"stuck {status} at step {r.run.step} (seq {r.run.seq})"
         if status == "sleeping" and r.run.wake_at is not None:
@@ -62,12 +68,16 @@ def one_outcome_per_step(h: History) -> Verdict:
         for seq, count in succeeded.items():
             if seq >= r.run.seq:
                 v.fail(r.id, f"seq {seq} succeeded {count}x but the run is at seq {r.run.seq}")
-        committed = sorted((s for s in r.steps if s.status != "lost" and s.started_at),
-                           key=lambda s: s.started_at)
+        committed = sorted(
+            (s for s in r.steps if s.status != "lost" and s.started_at), key=lambda s: s.started_at
+        )
         for before, after in pairwise(committed):
             if before.finished_at > after.started_at:
-                v.fail(r.id, f"attempts {before.seq}/{before.attempt} and "
-                             f"{after.seq}/{after.attempt} both committed and overlapped")
+                v.fail(
+                    r.id,
+                    f"attempts {before.seq}/{before.attempt} and "
+                    f"{after.seq}/{after.attempt} both committed and overlapped",
+                )
     return v
 
 
@@ -95,16 +105,22 @@ def events_match_steps(h: History) -> Verdict:
         v.events += len(r.audit)
         kinds = Counter(e.kind for e in r.audit)
         records = Counter(s.status for s in r.steps)
-        pairs = [("step.started", sum(records.values()) - records["lost"]),
-                 ("step.succeeded", records["succeeded"]), ("step.lost", records["lost"]),
-                 ("run.waiting", len(r.waits))]
+        pairs = [
+            ("step.started", sum(records.values()) - records["lost"]),
+            ("step.succeeded", records["succeeded"]),
+            ("step.lost", records["lost"]),
+            ("run.waiting", len(r.waits)),
+        ]
         for kind, expected in pairs:
             if kinds[kind] != expected:
                 v.fail(r.id, f"{kinds[kind]} {kind} events but {expected} matching records")
         failed_ends = kinds["step.failed"] + kinds["run.failed"]
         if not kinds["step.failed"] <= records["failed"] <= failed_ends:
-            v.fail(r.id, f"{records['failed']} failed attempts recorded, "
-                         f"{kinds['step.failed']} step.failed events")
+            v.fail(
+                r.id,
+                f"{records['failed']} failed attempts recorded, "
+                f"{kinds['step.failed']} step.failed events",
+            )
         _final_event(v, r)
         _wait_events(v, r)
     return v
@@ -113,25 +129,39 @@ def events_match_steps(h: History) -> Verdict:
 def _final_event(v: Verdict, r: RunData) -> None:
     if r.run.status not in _FINAL:
         return
-    ends = [e.kind for e in r.audit
-            if e.kind in ("run.succeeded", "run.failed", "run.cancelled", "run.retried")]
+    ends = [
+        e.kind
+        for e in r.audit
+        if e.kind in ("run.succeeded", "run.failed", "run.cancelled", "run.retried")
+    ]
     last = ends[-1] if ends else None
-    expected = {"succeeded": "run.succeeded", "failed": "run.failed",
-                "cancelled": "run.cancelled"}.get(r.run.status)
+    expected = {
+        "succeeded": "run.succeeded",
+        "failed": "run.failed",
+        "cancelled": "run.cancelled",
+    }.get(r.run.status)
     if last != expected:
         v.fail(r.id, f"the run is {r.run.status} but its last run event is {last}")
 
 
 def _wait_events(v: Verdict, r: RunData) -> None:
-    decided = {e.data.get("wait_id"): e.kind for e in r.audit if e.kind in (
-        "wait.approved", "wait.rejected", "wait.expired", "event.received")}
-    names = {"approved": "wait.approved", "rejected": "wait.rejected",
-             "expired": "wait.expired", "received": "event.received"}
+    decided = {
+        e.data.get("wait_id"): e.kind
+        for e in r.audit
+        if e.kind in ("wait.approved", "wait.rejected", "wait.expired", "event.received")
+    }
+    names = {
+        "approved": "wait.approved",
+        "rejected": "wait.rejected",
+        "expired": "wait.expired",
+        "received": "event.received",
+    }
     for wait in r.waits:
         want = names.get(wait.decision or "")
         if want is not None and decided.get(wait.id) != want:
-            v.fail(r.id, f"wait {wait.id} was {wait.decision} but its event is "
-                         f"{decided.get(wait.id)}")
+            v.fail(
+                r.id, f"wait {wait.id} was {wait.decision} but its event is {decided.get(wait.id)}"
+            )
 
 
 def runs_stay_on_their_version(h: History) -> Verdict:
@@ -187,8 +217,11 @@ def events_are_kept(h: History) -> Verdict:
         if r.run.status == "cancelled" and not received:
             continue
         if len(received) != 1:
-            v.fail(r.id, f"event sent at {sent[0]['t']:.3f}; event waits decided "
-                         f"{[w.decision for w in waits]}")
+            v.fail(
+                r.id,
+                f"event sent at {sent[0]['t']:.3f}; event waits decided "
+                f"{[w.decision for w in waits]}",
+            )
             continue
         payload = r.run.result.get("payload") if isinstance(r.run.result, dict) else None
         if r.run.status == "succeeded" and (payload or {}).get("ref") != r.plan.tag:

@@ -63,8 +63,12 @@ def run_input(plan: RunPlan) -> dict[str, Any]:
     """The run's input, from its plan."""
     if plan.kind == "agent":
         return {"message": user_message(plan), "ref": plan.tag}
-    return {"ref": plan.tag, "nap": round(plan.nap, 2), "event_timeout": plan.event_timeout,
-            "fail_once": plan.fail_once}
+    return {
+        "ref": plan.tag,
+        "nap": round(plan.nap, 2),
+        "event_timeout": plan.event_timeout,
+        "fail_once": plan.fail_once,
+    }
 
 
 def event_payload(plan: RunPlan) -> dict[str, Any]:
@@ -78,8 +82,9 @@ def event_payload(plan: RunPlan) -> dict[str, Any]:
 class Driver:
     """Plays the people around the runs; see the module docstring."""
 
-    def __init__(self, plans: list[RunPlan], log: JsonLog, stop: threading.Event,
-                 poll: float = 0.25) -> None:
+    def __init__(
+        self, plans: list[RunPlan], log: JsonLog, stop: threading.Event, poll: float = 0.25
+    ) -> None:
         """Drive ``plans``, logging to ``log``, until ``stop`` is set."""
         self.tracks = {p.tag: Track(p) for p in plans}
         self.by_run: dict[str, Track] = {}
@@ -124,15 +129,30 @@ class Driver:
             value = fn(*args, **kwargs)
         except PipelineError as exc:
             kind = "error" if isinstance(exc, StoreUnavailable) else "refused"
-            self.log.write(action, run=track.run_id, tag=track.plan.tag, t0=t0, ok=False,
-                           outcome=kind, error=f"{type(exc).__name__}: {exc}"[:500])
+            self.log.write(
+                action,
+                run=track.run_id,
+                tag=track.plan.tag,
+                t0=t0,
+                ok=False,
+                outcome=kind,
+                error=f"{type(exc).__name__}: {exc}"[:500],
+            )
             return None
         except Exception as exc:  # the database or broker is down: try again later
-            self.log.write(action, run=track.run_id, tag=track.plan.tag, t0=t0, ok=False,
-                           outcome="error", error=f"{type(exc).__name__}: {exc}"[:500])
+            self.log.write(
+                action,
+                run=track.run_id,
+                tag=track.plan.tag,
+                t0=t0,
+                ok=False,
+                outcome="error",
+                error=f"{type(exc).__name__}: {exc}"[:500],
+            )
             return None
-        self.log.write(action, run=track.run_id, tag=track.plan.tag, t0=t0, ok=True,
-                       **_describe(value))
+        self.log.write(
+            action, run=track.run_id, tag=track.plan.tag, t0=t0, ok=True, **_describe(value)
+        )
         return value if value is not None else True
 
     # -- starting ----------------------------------------------------------------------
@@ -144,8 +164,14 @@ class Driver:
                 return
             while track.run_id is None and not self.stop.is_set():
                 plan = track.plan
-                run_id = self._call("start", track, start_run, plan.workflow, run_input(plan),
-                                    idempotency_key=plan.tag)
+                run_id = self._call(
+                    "start",
+                    track,
+                    start_run,
+                    plan.workflow,
+                    run_input(plan),
+                    idempotency_key=plan.tag,
+                )
                 if isinstance(run_id, str):
                     track.run_id = run_id
                     self.by_run[run_id] = track
@@ -155,8 +181,15 @@ class Driver:
                 self._send_event(track)
 
     def _send_event(self, track: Track) -> None:
-        sent = self._call("send_event", track, send_event, track.run_id, "paid",
-                          event_payload(track.plan), actor="payments")
+        sent = self._call(
+            "send_event",
+            track,
+            send_event,
+            track.run_id,
+            "paid",
+            event_payload(track.plan),
+            actor="payments",
+        )
         track.event_sent = sent is not None
 
     # -- watching ----------------------------------------------------------------------
@@ -195,8 +228,9 @@ class Driver:
         wanted = _CANCEL_STAGES.get(stage, (stage, None))
         if status != wanted[0] or (wanted[1] is not None and run.step != wanted[1]):
             return False
-        view = self._call("cancel", track, cancel_run, run.id, OPERATOR,
-                          f"nemesis cancels at {stage}")
+        view = self._call(
+            "cancel", track, cancel_run, run.id, OPERATOR, f"nemesis cancels at {stage}"
+        )
         track.cancelled = view is not None
         return track.cancelled
 
@@ -217,8 +251,10 @@ class Driver:
         data = wait.data or {}
         if data.get("unknown_outcome") or "budget_exceeded" in data:
             decision = {"resolution": "retry"} if data.get("unknown_outcome") else None
-            if self._call("resolve", track, approve, run.id, OPERATOR, decision,
-                          wait_id=wait.id) is not None:
+            if (
+                self._call("resolve", track, approve, run.id, OPERATOR, decision, wait_id=wait.id)
+                is not None
+            ):
                 track.decided.add(wait.id)
             return
         plan = track.plan
@@ -228,11 +264,27 @@ class Driver:
         if plan.decision == "expire" or time.time() - seen < plan.decide_after:
             return
         if plan.decision == "approve":
-            done = self._call("approve", track, approve, run.id, APPROVER, {"note": plan.tag},
-                              wait_id=wait.id, groups=APPROVER_GROUPS)
+            done = self._call(
+                "approve",
+                track,
+                approve,
+                run.id,
+                APPROVER,
+                {"note": plan.tag},
+                wait_id=wait.id,
+                groups=APPROVER_GROUPS,
+            )
         else:
-            done = self._call("reject", track, reject, run.id, APPROVER, "over budget",
-                              wait_id=wait.id, groups=APPROVER_GROUPS)
+            done = self._call(
+                "reject",
+                track,
+                reject,
+                run.id,
+                APPROVER,
+                "over budget",
+                wait_id=wait.id,
+                groups=APPROVER_GROUPS,
+            )
         if done is not None:
             track.decided.add(wait.id)
 

@@ -45,8 +45,16 @@ class Slot:
 class Fleet:
     """The workers and the beat process of one nemesis run."""
 
-    def __init__(self, env: dict[str, str], logs: Path, faults: JsonLog, *, count: int,
-                 concurrency: int, mutant: str | None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        logs: Path,
+        faults: JsonLog,
+        *,
+        count: int,
+        concurrency: int,
+        mutant: str | None,
+    ) -> None:
         """Processes get ``env`` (on top of this one's, without RAVEL_/CELERY_/OPENAI_)."""
         self.env = env
         self.logs = logs
@@ -62,8 +70,11 @@ class Fleet:
         self._supervisor: threading.Thread | None = None
 
     def _env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("RAVEL_", "CELERY_", "OPENAI_", "NEMESIS_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("RAVEL_", "CELERY_", "OPENAI_", "NEMESIS_"))
+        }
         env.update(self.env)
         env["RAVEL_WORKFLOWS"] = f"{V1},{V2}" if self.deployed else V1
         if self.mutant:
@@ -77,10 +88,25 @@ class Fleet:
         """Start a new process in ``slot`` (waiting until it is ready, unless told not to)."""
         slot.generation += 1
         env = self._env(extra)
-        argv = [CELERY, "-A", self.app, "worker", "--pool", "prefork", "-c",
-                str(self.concurrency), "-n", f"{slot.name}@%h", "--without-gossip",
-                "--without-mingle", "--without-heartbeat", "--loglevel", "INFO",
-                "-Q", env["RAVEL_DEFAULT_QUEUE"]]
+        argv = [
+            CELERY,
+            "-A",
+            self.app,
+            "worker",
+            "--pool",
+            "prefork",
+            "-c",
+            str(self.concurrency),
+            "-n",
+            f"{slot.name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel",
+            "INFO",
+            "-Q",
+            env["RAVEL_DEFAULT_QUEUE"],
+        ]
         proc = Proc(slot.name, argv, env, self.logs / f"{slot.name}.log", cwd=ROOT)
         self.procs.append(proc)
         slot.proc = proc
@@ -96,12 +122,21 @@ class Fleet:
         for slot in self.slots:
             assert slot.proc is not None
             _await_ready(slot.proc)
-        argv = [CELERY, "-A", "tasks", "beat", "--loglevel", "INFO",
-                "-s", str(self.logs / "beat-schedule")]
+        argv = [
+            CELERY,
+            "-A",
+            "tasks",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "-s",
+            str(self.logs / "beat-schedule"),
+        ]
         self.beat_proc = Proc("beat", argv, self._env(), self.logs / "beat.log")
         self.procs.append(self.beat_proc)
-        self._supervisor = threading.Thread(target=self._supervise, daemon=True,
-                                            name="nemesis-supervisor")
+        self._supervisor = threading.Thread(
+            target=self._supervise, daemon=True, name="nemesis-supervisor"
+        )
         self._supervisor.start()
 
     def _supervise(self) -> None:
@@ -112,8 +147,13 @@ class Fleet:
                     continue
                 try:
                     if slot.proc is proc and not slot.down:
-                        self.faults.write("worker_died", target=slot.index, worker=proc.name,
-                                          code=proc.popen.returncode, why=_last_words(proc))
+                        self.faults.write(
+                            "worker_died",
+                            target=slot.index,
+                            worker=proc.name,
+                            code=proc.popen.returncode,
+                            why=_last_words(proc),
+                        )
                         time.sleep(0.5)
                         self.start(slot, ready=False)
                 finally:
@@ -123,8 +163,9 @@ class Fleet:
                 self.faults.write("beat_died", code=beat.popen.returncode)
                 argv = beat.popen.args
                 assert isinstance(argv, list)
-                self.beat_proc = Proc("beat", [str(a) for a in argv], self._env(),
-                                      self.logs / "beat.log")
+                self.beat_proc = Proc(
+                    "beat", [str(a) for a in argv], self._env(), self.logs / "beat.log"
+                )
                 self.procs.append(self.beat_proc)
 
     def heal(self) -> None:

@@ -147,20 +147,26 @@ def run(options: Options) -> Outcome:
     (folder / "logs").mkdir(parents=True, exist_ok=True)
     salt = f"nemesis-{options.seed}"
     hang = request_timeout(STEP_LIMIT) + HANG_MARGIN
-    plans = draw_plans(options.seed, options.runs, options.duration,
-                       cancel_share=options.cancel_share)
-    schedule = draw_schedule(options.seed, options.duration, options.workers, LEASE,
-                             options.kinds)
+    plans = draw_plans(
+        options.seed, options.runs, options.duration, cancel_share=options.cancel_share
+    )
+    schedule = draw_schedule(options.seed, options.duration, options.workers, LEASE, options.kinds)
     with contextlib.ExitStack() as stack:
         stack.callback(_restore, dict(os.environ))
         rig = _rig(options, folder, plans, salt, hang, stack)
-        outcome = Outcome(options, folder, salt, hang, plans, schedule,
-                          rig.database.direct_url)
+        outcome = Outcome(options, folder, salt, hang, plans, schedule, rig.database.direct_url)
         _exercise(rig, outcome)
         outcome.seconds = time.monotonic() - began
         # While the database still runs: the checker reads it.
-        outcome.history = load(outcome.database_url, plans, folder, salt=salt, hang=hang,
-                               llm_stats=outcome.llm_stats, broker_text=outcome.broker_dump)
+        outcome.history = load(
+            outcome.database_url,
+            plans,
+            folder,
+            salt=salt,
+            hang=hang,
+            llm_stats=outcome.llm_stats,
+            broker_text=outcome.broker_dump,
+        )
         outcome.verdicts = check(outcome.history)
         outcome.check_seconds = time.monotonic() - began - outcome.seconds
     return outcome
@@ -178,8 +184,14 @@ class _Rig:
     queue: str
 
 
-def _rig(options: Options, folder: Path, plans: list[RunPlan], salt: str, hang: float,
-         stack: contextlib.ExitStack) -> _Rig:
+def _rig(
+    options: Options,
+    folder: Path,
+    plans: list[RunPlan],
+    salt: str,
+    hang: float,
+    stack: contextlib.ExitStack,
+) -> _Rig:
     """Start the servers, proxies, scripted LLM, world, workers and beat."""
     # This process's warnings (a publish that failed while the broker was down ...) go to a
     # log of their own, which the canary search reads too.
@@ -205,16 +217,25 @@ def _rig(options: Options, folder: Path, plans: list[RunPlan], salt: str, hang: 
         "RAVEL_REDISPATCH_AFTER": str(REDISPATCH),
         "RAVEL_STEP_TIME_LIMIT": str(STEP_LIMIT),
     }
-    _use({**common, "RAVEL_DATABASE_URL": database.direct_url,
-          "RAVEL_BROKER_URL": broker.direct_url})
+    _use(
+        {**common, "RAVEL_DATABASE_URL": database.direct_url, "RAVEL_BROKER_URL": broker.direct_url}
+    )
     upgrade(database.direct_url)
     faults = JsonLog(folder / "faults.jsonl")
     fleet = Fleet(
-        {**common, "RAVEL_DATABASE_URL": database.proxied_url,
-         "RAVEL_BROKER_URL": broker.proxied_url, "OPENAI_BASE_URL": llm.base_url,
-         "OPENAI_API_KEY": "scripted", "RAVEL_MODEL": "gpt-4o-mini",
-         "NEMESIS_WORLD_URL": world.url},
-        folder / "logs", faults, count=options.workers, concurrency=options.concurrency,
+        {
+            **common,
+            "RAVEL_DATABASE_URL": database.proxied_url,
+            "RAVEL_BROKER_URL": broker.proxied_url,
+            "OPENAI_BASE_URL": llm.base_url,
+            "OPENAI_API_KEY": "scripted",
+            "RAVEL_MODEL": "gpt-4o-mini",
+            "NEMESIS_WORLD_URL": world.url,
+        },
+        folder / "logs",
+        faults,
+        count=options.workers,
+        concurrency=options.concurrency,
         mutant=options.mutant,
     )
     stack.callback(fleet.stop_all)
@@ -231,8 +252,15 @@ def _exercise(rig: _Rig, outcome: Outcome) -> None:
     options = outcome.options
     stop = threading.Event()
     driver = Driver(outcome.plans, JsonLog(outcome.actions), stop)
-    injector = Injector(outcome.schedule, rig.fleet, rig.broker, rig.database, rig.faults,
-                        rig.queue, outcome.folder / "once")
+    injector = Injector(
+        outcome.schedule,
+        rig.fleet,
+        rig.broker,
+        rig.database,
+        rig.faults,
+        rig.queue,
+        outcome.folder / "once",
+    )
     rig.faults.write("phase", phase="faults", duration=options.duration)
     driver.start()
     injector.start()

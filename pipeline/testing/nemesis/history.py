@@ -20,8 +20,13 @@ from pipeline.testing.nemesis.jsonlog import read
 from pipeline.testing.nemesis.plan import RunPlan
 from pipeline.testing.nemesis.script import fault_turns
 
-_TABLES = {"steps": StepRecord, "effects": Effect, "waits": Wait, "audit": AuditEvent,
-           "inbound": InboundEvent}
+_TABLES = {
+    "steps": StepRecord,
+    "effects": Effect,
+    "waits": Wait,
+    "audit": AuditEvent,
+    "inbound": InboundEvent,
+}
 # Celery's log line prefix, and the line a pool child killed by SIGKILL leaves.
 _STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}): ")
 _CHILD_KILLED = "exited with 'signal 9 (SIGKILL)'"
@@ -84,9 +89,12 @@ class History:
     def actions_of(self, run: RunData, action: str | None = None) -> list[dict[str, Any]]:
         """The driver's actions on a run, oldest first (of one kind if ``action``)."""
         tag = run.plan.tag if run.plan else None
-        return [a for a in self.actions
-                if (a.get("run") == run.id or (tag and a.get("tag") == tag))
-                and (action is None or a["kind"] == action)]
+        return [
+            a
+            for a in self.actions
+            if (a.get("run") == run.id or (tag and a.get("tag") == tag))
+            and (action is None or a["kind"] == action)
+        ]
 
     def scripted_faults(self, run: RunData) -> dict[int, str]:
         """The LLM faults scripted for a run's turns."""
@@ -102,8 +110,9 @@ class History:
     def posts_of(self, run: RunData, path: str | None = None) -> list[dict[str, Any]]:
         """The world's POSTs for a run (of one path if given)."""
         tag = run.plan.tag if run.plan else None
-        return [p for p in self.posts if p.get("ref") == tag and (path is None or
-                                                                  p["path"] == path)]
+        return [
+            p for p in self.posts if p.get("ref") == tag and (path is None or p["path"] == path)
+        ]
 
     def requests_of(self, run: RunData) -> list[dict[str, Any]]:
         """Every request the world saw for a run."""
@@ -116,8 +125,16 @@ def epoch(value: datetime) -> float:
     return value.astimezone(UTC).timestamp()
 
 
-def load(database_url: str, plans: list[RunPlan], folder: Path, *, salt: str, hang: float,
-         llm_stats: dict[str, Any], broker_text: str = "") -> History:
+def load(
+    database_url: str,
+    plans: list[RunPlan],
+    folder: Path,
+    *,
+    salt: str,
+    hang: float,
+    llm_stats: dict[str, Any],
+    broker_text: str = "",
+) -> History:
     """Read the database and the logs of the nemesis run in ``folder``."""
     engine = create_engine(database_url, json_serializer=dumps, json_deserializer=loads)
     by_tag = {p.tag: p for p in plans}
@@ -134,8 +151,7 @@ def load(database_url: str, plans: list[RunPlan], folder: Path, *, salt: str, ha
                     if row.run_id in runs:
                         getattr(runs[row.run_id], attr).append(row)
             messages = table_of(Message)
-            for row in conn.execute(select(messages).order_by(messages.c.run_id,
-                                                              messages.c.idx)):
+            for row in conn.execute(select(messages).order_by(messages.c.run_id, messages.c.idx)):
                 if row.run_id in runs:
                     runs[row.run_id].messages.append(row.message)
             database_text = _dump_tables(conn)
@@ -145,20 +161,33 @@ def load(database_url: str, plans: list[RunPlan], folder: Path, *, salt: str, ha
     faults = read(folder / "faults.jsonl")
     logs = sorted((folder / "logs").glob("*.log"))
     return History(
-        runs=runs, plans=by_tag, actions=read(folder / "actions.jsonl"), faults=faults,
+        runs=runs,
+        plans=by_tag,
+        actions=read(folder / "actions.jsonl"),
+        faults=faults,
         posts=[p for p in posts if p["kind"] == "post"],
         gets=[p for p in posts if p["kind"] == "get"],
-        llm_stats=llm_stats, salt=salt, hang=hang,
-        disruptions=_disruptions(faults, logs), database_text=database_text,
-        broker_text=broker_text, log_files=logs,
+        llm_stats=llm_stats,
+        salt=salt,
+        hang=hang,
+        disruptions=_disruptions(faults, logs),
+        database_text=database_text,
+        broker_text=broker_text,
+        log_files=logs,
     )
 
 
 def _dump_tables(conn: Any) -> str:
     """Every row of every ravel_ table as text (PostgreSQL's row-to-text cast)."""
-    names = [r[0] for r in conn.execute(text(
-        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-        "AND tablename LIKE 'ravel%'"))]
+    names = [
+        r[0]
+        for r in conn.execute(
+            text(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                "AND tablename LIKE 'ravel%'"
+            )
+        )
+    ]
     parts: list[str] = []
     for name in names:
         rows = conn.execute(text(f'SELECT CAST(t AS text) FROM "{name}" t'))

@@ -20,8 +20,16 @@ from pipeline.testing.nemesis.schedule import Fault
 class Injector:
     """Runs a schedule against a fleet, a broker and a database."""
 
-    def __init__(self, schedule: list[Fault], fleet: Fleet, broker: Broker, database: Database,
-                 log: JsonLog, queue: str, once_dir: Path) -> None:
+    def __init__(
+        self,
+        schedule: list[Fault],
+        fleet: Fleet,
+        broker: Broker,
+        database: Database,
+        log: JsonLog,
+        queue: str,
+        once_dir: Path,
+    ) -> None:
         """Inject ``schedule``; ``queue`` is the step queue a RabbitMQ fault deletes."""
         self.schedule = schedule
         self.fleet = fleet
@@ -54,16 +62,21 @@ class Injector:
         for fault in self.schedule:
             if self._stop.wait(max(0.0, began + fault.at - time.monotonic())):
                 return
-            thread = threading.Thread(target=self._apply, args=(fault,), daemon=True,
-                                      name=f"nemesis-{fault.kind}")
+            thread = threading.Thread(
+                target=self._apply, args=(fault,), daemon=True, name=f"nemesis-{fault.kind}"
+            )
             self._threads.append(thread)
             thread.start()
 
     def _apply(self, fault: Fault) -> None:
         lock = self._locks.setdefault(fault.lock, threading.Lock())
         with lock:
-            entry = {"fault": fault.kind, "target": fault.target, "hold": round(fault.hold, 2),
-                     "detail": fault.detail}
+            entry = {
+                "fault": fault.kind,
+                "target": fault.target,
+                "hold": round(fault.hold, 2),
+                "detail": fault.detail,
+            }
             self.log.write("start", **entry)
             try:
                 extra = self._inject(fault)
@@ -120,7 +133,9 @@ class Injector:
                 self.fleet.deployed = True
             if fault.kind == "worker_kill_at":
                 folder = self.once_dir / f"{slot.name}-{int(time.time() * 1000)}"
-                extra = {"RAVEL_FAULTS": f"{fault.detail}=kill",
-                         "RAVEL_FAULTS_ONCE_DIR": str(folder)}
+                extra = {
+                    "RAVEL_FAULTS": f"{fault.detail}=kill",
+                    "RAVEL_FAULTS_ONCE_DIR": str(folder),
+                }
             new = self.fleet.start(slot, extra)
             return {"worker": name, "new": new.name}

@@ -113,8 +113,9 @@ def order_number(tag: str) -> str:
     return f"SO-{tag}"
 
 
-def draw_plans(seed: int, runs: int, duration: float, *, agent_share: float = 0.7,
-               cancel_share: float = 0.12) -> list[RunPlan]:
+def draw_plans(
+    seed: int, runs: int, duration: float, *, agent_share: float = 0.7, cancel_share: float = 0.12
+) -> list[RunPlan]:
     """Draw ``runs`` run plans from ``seed``; starts spread over the first half of ``duration``.
 
     Args:
@@ -126,12 +127,15 @@ def draw_plans(seed: int, runs: int, duration: float, *, agent_share: float = 0.
     """
     rng = random.Random(f"{seed}/runs")
     spread = max(duration * 0.5, 1.0)
-    return [_draw(rng, seed, index, rng.uniform(0, spread) if index else 0.0, agent_share,
-                  cancel_share) for index in range(runs)]
+    return [
+        _draw(rng, seed, index, rng.uniform(0, spread) if index else 0.0, agent_share, cancel_share)
+        for index in range(runs)
+    ]
 
 
-def _draw(rng: random.Random, seed: int, index: int, start_at: float, share: float,
-          cancels: float) -> RunPlan:
+def _draw(
+    rng: random.Random, seed: int, index: int, start_at: float, share: float, cancels: float
+) -> RunPlan:
     tag = f"n{seed % 100000:05d}r{index:04d}"
     flavors = tuple(f for f in FLAVORS if rng.random() < 0.25)
     if rng.random() < share:
@@ -144,16 +148,27 @@ def _draw(rng: random.Random, seed: int, index: int, start_at: float, share: flo
         if rng.random() < 0.35:
             llm_faults = (LLMFault(rng.randrange(3), rng.choice(LLM_FAULT_KINDS)),)
         return RunPlan(
-            index, tag, "agent", start_at, flavors, decision, express,
+            index,
+            tag,
+            "agent",
+            start_at,
+            flavors,
+            decision,
+            express,
             decide_after=rng.uniform(0.0, 1.0 if express else 3.0),
             intruder=rng.random() < 0.1,
             cancel=rng.choice(["act", "act", "act", "reason", "waiting"])
-            if rng.random() < cancels else None,
+            if rng.random() < cancels
+            else None,
             erp_refusals=ERP_REFUSALS if decision == "approve" and rng.random() < 0.06 else 0,
             llm_faults=llm_faults,
         )
     return RunPlan(
-        index, tag, "flow", start_at, flavors,
+        index,
+        tag,
+        "flow",
+        start_at,
+        flavors,
         cancel=rng.choice(["sleeping", "waiting"]) if rng.random() < cancels else None,
         nap=rng.uniform(0.5, 4.0),
         event=rng.choices(["early", "late", "expire", "open"], [0.3, 0.45, 0.15, 0.1])[0],

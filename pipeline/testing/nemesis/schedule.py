@@ -57,8 +57,9 @@ class Fault:
         return "pg" if self.kind.endswith("pg") else "broker"
 
 
-def draw_schedule(seed: int, duration: float, workers: int, lease: float,
-                  kinds: tuple[str, ...] = ALL_KINDS) -> list[Fault]:
+def draw_schedule(
+    seed: int, duration: float, workers: int, lease: float, kinds: tuple[str, ...] = ALL_KINDS
+) -> list[Fault]:
     """The faults of a run, sorted by time.
 
     Args:

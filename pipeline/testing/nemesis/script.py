@@ -19,8 +19,10 @@ HUGE_REPLY = 300_000
 
 def user_message(plan: RunPlan) -> str:
     """The run's request; its tag routes the scripted model."""
-    return (f"[{plan.tag}] Order {plan.quantity} x {plan.sku} for the lab. Check stock and "
-            "price first; the PO needs finance's approval.")
+    return (
+        f"[{plan.tag}] Order {plan.quantity} x {plan.sku} for the lab. Check stock and "
+        "price first; the PO needs finance's approval."
+    )
 
 
 def _call(name: str, **arguments: Any) -> dict[str, Any]:
@@ -32,21 +34,41 @@ def base_turns(plan: RunPlan, salt: str) -> list[dict[str, Any]]:
     memo = f"auth sk-{canary(salt, plan.tag, 'arg')}" if "canary" in plan.flavors else ""
     submit = "submit_express_po" if plan.express else "submit_po"
     turns: list[dict[str, Any]] = [
-        {"content": "Checking stock and price together.",
-         "tool_calls": [
-             _call("check_inventory", sku=plan.sku, ref=plan.tag,
-                   flavor=",".join(plan.flavors), memo=memo),
-             _call("get_price", sku=plan.sku, ref=plan.tag, quantity=plan.quantity)]},
-        {"content": "Submitting the PO; finance must approve it.",
-         "tool_calls": [_call(submit, ref=plan.tag, sku=plan.sku, quantity=plan.quantity,
-                              unit_price=12.5)]},
+        {
+            "content": "Checking stock and price together.",
+            "tool_calls": [
+                _call(
+                    "check_inventory",
+                    sku=plan.sku,
+                    ref=plan.tag,
+                    flavor=",".join(plan.flavors),
+                    memo=memo,
+                ),
+                _call("get_price", sku=plan.sku, ref=plan.tag, quantity=plan.quantity),
+            ],
+        },
+        {
+            "content": "Submitting the PO; finance must approve it.",
+            "tool_calls": [
+                _call(submit, ref=plan.tag, sku=plan.sku, quantity=plan.quantity, unit_price=12.5)
+            ],
+        },
     ]
     if plan.decision == "approve":
-        turns.append({"content": "Recording the vendor's order in the ERP.",
-                      "tool_calls": [_call("record_order", ref=plan.tag,
-                                           order_number=order_number(plan.tag))]})
-        turns.append({"content": f"DONE: ordered {plan.quantity} x {plan.sku}, vendor order "
-                                 f"{order_number(plan.tag)} recorded."})
+        turns.append(
+            {
+                "content": "Recording the vendor's order in the ERP.",
+                "tool_calls": [
+                    _call("record_order", ref=plan.tag, order_number=order_number(plan.tag))
+                ],
+            }
+        )
+        turns.append(
+            {
+                "content": f"DONE: ordered {plan.quantity} x {plan.sku}, vendor order "
+                f"{order_number(plan.tag)} recorded."
+            }
+        )
     else:
         turns.append({"content": f"DONE: {plan.sku} was not ordered (the PO was not approved)."})
     return turns
@@ -101,6 +123,9 @@ def fault_turns(plan: RunPlan, salt: str, hang: float) -> dict[int, str]:
 
 def build_script(plans: list[RunPlan], salt: str, hang: float) -> dict[str, Any]:
     """The scripted server's script: one route per agent run."""
-    routes = [{"match": f"[{p.tag}]", "turns": turns_for(p, salt, hang)}
-              for p in plans if p.kind == "agent"]
+    routes = [
+        {"match": f"[{p.tag}]", "turns": turns_for(p, salt, hang)}
+        for p in plans
+        if p.kind == "agent"
+    ]
     return {"turns": [{"content": "unscripted request"}], "routes": routes}

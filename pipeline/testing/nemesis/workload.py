@@ -100,8 +100,12 @@ def _submit(ref: str, sku: str, quantity: int, unit_price: float, key: str) -> d
     return dict(_world("/po", body, key=key))
 
 
-@tool(effect="idempotent", approval=Approval(
-    approvers=APPROVERS, timeout=timedelta(seconds=APPROVAL_TIMEOUT), on_timeout="reject"))
+@tool(
+    effect="idempotent",
+    approval=Approval(
+        approvers=APPROVERS, timeout=timedelta(seconds=APPROVAL_TIMEOUT), on_timeout="reject"
+    ),
+)
 def submit_po(
     ref: str, sku: str, quantity: int, unit_price: float, idempotency_key: str
 ) -> dict[str, Any]:
@@ -116,8 +120,12 @@ def submit_po(
     return _submit(ref, sku, quantity, unit_price, idempotency_key)
 
 
-@tool(effect="idempotent", approval=Approval(
-    approvers=APPROVERS, timeout=timedelta(seconds=EXPRESS_TIMEOUT), on_timeout="fail"))
+@tool(
+    effect="idempotent",
+    approval=Approval(
+        approvers=APPROVERS, timeout=timedelta(seconds=EXPRESS_TIMEOUT), on_timeout="fail"
+    ),
+)
 def submit_express_po(
     ref: str, sku: str, quantity: int, unit_price: float, idempotency_key: str
 ) -> dict[str, Any]:
@@ -140,8 +148,7 @@ def record_order(ref: str, order_number: str, idempotency_key: str) -> dict[str,
         ref: the request's reference.
         order_number: the vendor's order number.
     """
-    return dict(_world("/erp", {"ref": ref, "order_number": order_number},
-                       key=idempotency_key))
+    return dict(_world("/erp", {"ref": ref, "order_number": order_number}, key=idempotency_key))
 
 
 def says_done(ctx: StepContext, answer: str) -> bool | str:
@@ -166,8 +173,9 @@ def define_flow(version: int) -> Workflow:
     Each committed step appends ``version`` to ``state["ran"]``: the result shows which code
     ran the run's steps (all of one version, the one it started on).
     """
-    flow = Workflow(FLOW, version=version,
-                    retry=RetryPolicy(max_attempts=4, initial_delay=0.5, backoff=1.5))
+    flow = Workflow(
+        FLOW, version=version, retry=RetryPolicy(max_attempts=4, initial_delay=0.5, backoff=1.5)
+    )
 
     def ran(ctx: StepContext) -> list[int]:
         ctx.state["ran"] = [*ctx.state.get("ran", []), version]
@@ -184,8 +192,7 @@ def define_flow(version: int) -> Workflow:
     def await_payment(ctx: StepContext) -> Transition:
         ran(ctx)
         timeout = ctx.state.get("event_timeout")
-        return WaitForEvent("paid", timedelta(seconds=timeout) if timeout else None,
-                            then="ship")
+        return WaitForEvent("paid", timedelta(seconds=timeout) if timeout else None, then="ship")
 
     @flow.step
     def ship(ctx: StepContext) -> Transition:
@@ -196,7 +203,8 @@ def define_flow(version: int) -> Workflow:
         if decision == "received":
             body = {"ref": ctx.state["ref"], "what": "ship", "version": version}
             ctx.effect("ship", _world, "/ledger", body, ctx.idempotency_key("ship"))
-        return Done({"ran": ran(ctx), "decision": decision,
-                     "payload": result.data if result else None})
+        return Done(
+            {"ran": ran(ctx), "decision": decision, "payload": result.data if result else None}
+        )
 
     return flow
