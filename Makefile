@@ -63,6 +63,7 @@ bench: $(BIN)/.bench-installed services  ## benchmarks vs bare Celery, DBOS, Lan
 
 lint: install  ## ruff, formatting and mypy --strict
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 migrate: install  ## migrate the configured database (RAVEL_DATABASE_URL)
