@@ -5,9 +5,7 @@ person outside it, approve with the wait id seen, and read the history."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -15,10 +13,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.testing.cluster import ROOT, Cluster, Proc, free_port, wait_for
+from pipeline.testing.cluster import Cluster, free_port, wait_for
 from pipeline.web import keys as api_keys
-
-RAVEL = str(Path(sys.executable).parent / "ravel")
+from tests.support.serve import start_serve
 
 
 class Http:
@@ -54,33 +51,6 @@ class Http:
             return failed.code, dict(failed.headers), json.loads(failed.read())
 
 
-def _serve(cluster: Cluster, keys_file: Path, port: int) -> Proc:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("RAVEL_", "CELERY_", "OPENAI_"))
-    }
-    env.update(cluster.env, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-    env.pop("RAVEL_WORKFLOWS", None)  # the API needs no workflow code: workers record theirs
-    proc = Proc(
-        "serve",
-        [
-            RAVEL,
-            "serve",
-            "--port",
-            str(port),
-            "--threads",
-            "4",
-            "--timeout",
-            "30",
-            "--keys-file",
-            str(keys_file),
-        ],
-        env,
-        cluster.logs / "serve.log",
-    )
-    cluster.procs.append(proc)
-    return proc
-
-
 @pytest.mark.slow
 def test_ravel_serve_takes_a_run_from_start_to_a_group_approval(
     pg_cluster: Cluster, tmp_path: Path
@@ -97,17 +67,8 @@ def test_ravel_serve_takes_a_run_from_start_to_a_group_approval(
         )
     pg_cluster.worker(extra_env={"RAVEL_WORKFLOWS": "tests.e2e.http_flows"})
     port = free_port()
-    server = _serve(pg_cluster, keys_file, port)
+    server = start_serve(pg_cluster, keys_file, port)
     http = Http(f"http://127.0.0.1:{port}", secrets)
-
-    def up() -> bool:
-        assert server.alive(), server.log()
-        try:
-            return http.call("GET", "/openapi.json", key=None)[0] == 200
-        except OSError:
-            return False
-
-    wait_for(up, 30, "ravel serve to answer")
 
     body = {"workflow": "e2e_http_refund", "input": {"amount": 250}}
     status, headers, run = http.call("POST", "/runs", body, headers={"Idempotency-Key": "o-42"})
