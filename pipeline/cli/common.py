@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import click
 
@@ -43,6 +43,33 @@ def actor_option(fn: F) -> F:
         show_default="cli:<os user>",
         help="Who does this, for the audit log.",
     )(fn)
+
+
+def state_patch_options(fn: F) -> F:
+    """``--patch JSON`` / ``--patch-file PATH``: keys to set in a run's state first."""
+    fn = click.option(
+        "--patch-file",
+        type=click.File("r"),
+        metavar="PATH",
+        help="Read the state patch (a JSON object) from a file ('-': stdin).",
+    )(fn)
+    return click.option(
+        "--patch",
+        "patch_text",
+        metavar="JSON",
+        help="Keys to set in the run's state first, e.g. '{\"limit\": 500}'.",
+    )(fn)
+
+
+def read_state_patch(patch_text: str | None, patch_file: IO[str] | None) -> Any:
+    """The state patch given by :func:`state_patch_options`, or None."""
+    if patch_text is not None and patch_file is not None:
+        raise click.UsageError("give --patch or --patch-file, not both")
+    if patch_file is not None:
+        return parse_json(patch_file.read(), "--patch-file", want_object=True)
+    if patch_text is not None:
+        return parse_json(patch_text, "--patch", want_object=True)
+    return None
 
 
 def _reject_constant(name: str) -> Any:

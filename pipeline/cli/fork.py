@@ -7,7 +7,13 @@ from typing import IO, Any
 import click
 
 from pipeline import api
-from pipeline.cli.common import actor_option, json_option, parse_json, require_database
+from pipeline.cli.common import (
+    actor_option,
+    json_option,
+    read_state_patch,
+    require_database,
+    state_patch_options,
+)
 from pipeline.cli.output import echo_json
 from pipeline.store import forks, get_db
 from pipeline.views import RunView
@@ -24,18 +30,7 @@ from pipeline.views import RunView
     help="The step seq to start at (the seq column of `ravel runs show`).",
 )
 @actor_option
-@click.option(
-    "--patch",
-    "patch_text",
-    metavar="JSON",
-    help='Keys to set in the state first, e.g. \'{"vendor": "globex"}\'.',
-)
-@click.option(
-    "--patch-file",
-    type=click.File("r"),
-    metavar="PATH",
-    help="Read the state patch (a JSON object) from a file ('-': stdin).",
-)
+@state_patch_options
 @json_option
 def fork(
     run_id: str,
@@ -50,13 +45,7 @@ def fork(
     The steps before SEQ are not run again: their LLM calls and effects are not paid again.
     The new run starts at once, on the original's workflow version.
     """
-    if patch_text is not None and patch_file is not None:
-        raise click.UsageError("give --patch or --patch-file, not both")
-    patch = None
-    if patch_file is not None:
-        patch = parse_json(patch_file.read(), "--patch-file", want_object=True)
-    elif patch_text is not None:
-        patch = parse_json(patch_text, "--patch", want_object=True)
+    patch = read_state_patch(patch_text, patch_file)
     require_database()
     new_id = api.fork_run(run_id, from_step, actor, state_patch=patch)
     run = api.get_run(new_id)

@@ -7,7 +7,13 @@ from typing import IO, Any
 import click
 
 from pipeline import api
-from pipeline.cli.common import actor_option, json_option, parse_json, require_database
+from pipeline.cli.common import (
+    actor_option,
+    json_option,
+    read_state_patch,
+    require_database,
+    state_patch_options,
+)
 from pipeline.cli.fork import fork_fields
 from pipeline.cli.output import (
     compact,
@@ -254,30 +260,13 @@ def history(run_id: str, as_json: bool) -> None:
 @runs.command()
 @click.argument("run_id", metavar="RUN")
 @actor_option
-@click.option(
-    "--patch",
-    "patch_text",
-    metavar="JSON",
-    help="Keys to set in the run's state first, e.g. '{\"limit\": 500}'.",
-)
-@click.option(
-    "--patch-file",
-    type=click.File("r"),
-    metavar="PATH",
-    help="Read the state patch (a JSON object) from a file ('-': stdin).",
-)
+@state_patch_options
 @json_option
 def retry(
     run_id: str, actor: str, patch_text: str | None, patch_file: IO[str] | None, as_json: bool
 ) -> None:
     """Resume a failed run at the step that failed, optionally patching its state."""
-    if patch_text is not None and patch_file is not None:
-        raise click.UsageError("give --patch or --patch-file, not both")
-    patch = None
-    if patch_file is not None:
-        patch = parse_json(patch_file.read(), "--patch-file", want_object=True)
-    elif patch_text is not None:
-        patch = parse_json(patch_text, "--patch", want_object=True)
+    patch = read_state_patch(patch_text, patch_file)
     require_database()
     run = api.retry_run(run_id, actor, state_patch=patch)
     if as_json:
