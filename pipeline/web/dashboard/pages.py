@@ -40,8 +40,14 @@ def home() -> BaseResponse:
 
 @blueprint.route("/login", methods=["GET", "POST"])
 def login() -> Any:
-    """Sign in with an API key (a POST carries the CSRF token of the page's session)."""
+    """Sign in with an API key (a POST carries the CSRF token of the page's session).
+
+    Someone the host app's identity hook names (its own login, e.g. a Django user) is sent
+    on: no API key signs in beside the host's user.
+    """
     target = safe_next(request.values.get("next"))
+    if signed.host_caller() is not None:
+        return redirect(target, 303)
     if request.method == "GET":
         if signed.current_caller() is not None:
             return redirect(target)
@@ -53,7 +59,10 @@ def login() -> Any:
 
 @blueprint.post("/logout")
 def logout() -> BaseResponse:
-    """End the session."""
+    """End the session (one the host app signed in is ended by the host's own sign-out)."""
+    if signed.host_caller() is not None:
+        flash("You are signed in by this site's own login: sign out there.", "info")
+        return redirect(url_for(".runs"), 303)
     signed.sign_out()
     flash("Signed out.", "info")
     return redirect(url_for(".login"), 303)

@@ -93,15 +93,22 @@ def _ring() -> keys.KeyRing:
         ) from None
 
 
+def host_caller() -> Caller | None:
+    """The caller the host app's ``RAVEL_API_IDENTITY`` hook names (its own login), or None."""
+    hook = current_app.config.get("RAVEL_API_IDENTITY")
+    if hook is None:
+        return None
+    found = hook(request)
+    if found is not None and not isinstance(found, Caller):
+        raise TypeError("RAVEL_API_IDENTITY must return a pipeline.web.Caller or None")
+    return found
+
+
 def current_caller() -> Caller | None:
     """The signed-in caller (the host's identity hook first), or None."""
-    hook = current_app.config.get("RAVEL_API_IDENTITY")
-    if hook is not None:
-        found = hook(request)
-        if found is not None:
-            if not isinstance(found, Caller):
-                raise TypeError("RAVEL_API_IDENTITY must return a pipeline.web.Caller or None")
-            return found
+    found = host_caller()
+    if found is not None:
+        return found
     digest, at = session.get(_KEY), session.get(_AT)
     if not isinstance(digest, str) or not isinstance(at, int | float):
         return None
@@ -166,6 +173,7 @@ __all__ = [
     "check_csrf",
     "csrf_token",
     "current_caller",
+    "host_caller",
     "secret_key",
     "sign_in",
     "sign_out",
