@@ -179,6 +179,10 @@ def test_the_shop_takes_a_refund_from_a_view_to_a_finance_approval_on_one_worker
         ("wait.refused", "bob", None),
         ("wait.approved", "alice", "group:finance"),
     ]
+    # The operator's dashboard, linked from the shop's layout, signed in as the Django user.
+    assert 'id="dashboard" href="/ravel/ui/runs"' in alice.get("/").text
+    dashboard = alice.get("/ravel/ui/runs")
+    assert dashboard.status == 200 and f'href="/ravel/ui/runs/{run_id}"' in dashboard.text
     history = alice.get(f"/ravel/api/runs/{run_id}/history").json()["events"]
     assert ("wait.approved", "alice", "group:finance") in [
         (e["kind"], e["actor"], (e["data"] or {}).get("as")) for e in history

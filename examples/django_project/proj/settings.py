@@ -19,7 +19,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
-    "pipeline.contrib.django",  # Ravel's pages: /ravel/runs/<id>/, /ravel/runs/<id>/approval/
+    "pipeline.contrib.django",  # Ravel: /ravel/runs/<id>/, .../approval/, the dashboard /ravel/ui/
     "shop",
 ]
 

@@ -1,4 +1,4 @@
-"""The shop's pages, Django's login, and Ravel's run and approval pages under /ravel/."""
+"""The shop's pages, Django's login, and Ravel's pages and dashboard under /ravel/."""
 
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
