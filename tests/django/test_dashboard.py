@@ -103,6 +103,9 @@ def test_a_finance_member_approves_as_her_django_group_with_the_dashboards_csrf_
     assert (cookie["path"], cookie["httponly"]) == (UI, True)
     wait_id = _field(listed, "wait_id")
     url = f"{UI}/runs/{parked}/approve"
+    # The dashboard's API-key sign-in stays closed: the Django user is who acts.
+    key = alice.post(f"{UI}/login", {"key": "any", "csrf_token": _field(listed, "csrf_token")})
+    assert (key.status_code, key["Location"]) == (303, f"{UI}/runs")
 
     before = run_rows()
     forged = alice.post(url, {"wait_id": wait_id, "confirm": "yes"})  # no token

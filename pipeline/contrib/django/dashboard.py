@@ -72,7 +72,8 @@ class _Cookies(SecureCookieSessionInterface):
 
 def _build() -> Flask:
     app = Flask("ravel_django_dashboard")
-    # Derived from SECRET_KEY: the same in every process, changed when it changes.
+    # Derived from SECRET_KEY: the same in every process; a new SECRET_KEY (on restart)
+    # ends the dashboard's sessions, as it ends Django's.
     app.secret_key = salted_hmac(_SALT, "flask-session", algorithm="sha256").hexdigest()
     app.session_interface = _Cookies()
     app.config.update(
