@@ -31,8 +31,7 @@ def reset_db() -> None:
     global _db
     with _lock:
         if _db is not None:
-            _db.engine.dispose()
-            _db.relaxed_engine.dispose()
+            _db.close()
         _db = None
 
 

@@ -109,20 +109,31 @@ class Database:
         self.relaxed_engine: Engine = (
             self.engine
             if self.is_sqlite
-            else create_engine(
+            else self._pg_engine(
                 url,
-                json_serializer=dumps,
-                json_deserializer=loads,
                 pool_size=1,
                 max_overflow=2,
-                pool_recycle=1800,
                 isolation_level="AUTOCOMMIT",
                 connect_args={"options": "-c synchronous_commit=off"},
             )
         )
+        # Single statements that commit on their own, durably (a step's commit, journal
+        # intents). Their own pool: switching a pooled connection to autocommit and back
+        # costs two driver calls per checkout.
+        self.autocommit_engine: Engine = (
+            self.engine
+            if self.is_sqlite
+            else self._pg_engine(url, pool_size=1, max_overflow=2, isolation_level="AUTOCOMMIT")
+        )
         if not self.is_sqlite:
-            _ping_when_idle(self.engine)
-            _ping_when_idle(self.relaxed_engine)
+            for engine in self.engines:
+                _ping_when_idle(engine)
+
+    @staticmethod
+    def _pg_engine(url: str, **options: Any) -> Engine:
+        return create_engine(
+            url, json_serializer=dumps, json_deserializer=loads, pool_recycle=1800, **options
+        )
 
     def _create(self, url: str) -> Engine:
         if self.is_sqlite:
@@ -137,14 +148,7 @@ class Database:
             )
             _configure_sqlite(engine)
             return engine
-        return create_engine(
-            url,
-            json_serializer=dumps,
-            json_deserializer=loads,
-            pool_size=2,
-            max_overflow=4,
-            pool_recycle=1800,
-        )
+        return self._pg_engine(url, pool_size=2, max_overflow=4)
 
     @property
     def dialect_insert(self) -> Any:
@@ -160,12 +164,10 @@ class Database:
     @contextmanager
     def autocommit(self) -> Iterator[Connection]:
         """A connection whose single statements commit on their own: one round trip each."""
-        with self.engine.connect() as conn:
+        with self.autocommit_engine.connect() as conn:
+            yield conn
             if self.is_sqlite:
-                yield conn
                 conn.commit()
-            else:
-                yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextmanager
     def relaxed(self) -> Iterator[Connection]:
@@ -184,10 +186,21 @@ class Database:
         assert isinstance(value, datetime)
         return value
 
+    @property
+    def engines(self) -> list[Engine]:
+        """Every engine of this database (one on SQLite)."""
+        found = [self.engine, self.relaxed_engine, self.autocommit_engine]
+        return [e for i, e in enumerate(found) if e not in found[:i]]
+
     def dispose(self) -> None:
         """Drop pooled connections (after a fork: they must not be shared)."""
-        self.engine.dispose(close=False)
-        self.relaxed_engine.dispose(close=False)
+        for engine in self.engines:
+            engine.dispose(close=False)
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        for engine in self.engines:
+            engine.dispose()
 
 
 #: A pooled connection handed back less than this many seconds ago is handed out again

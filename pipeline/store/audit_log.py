@@ -45,11 +45,15 @@ class Chain:
         )
         self.head = digest
 
+    def take(self) -> list[dict[str, Any]]:
+        """The queued rows, handed to a caller that writes them itself (then none is queued)."""
+        rows, self.rows = self.rows, []
+        return rows
+
     def flush(self, conn: Connection) -> None:
         """Insert the queued events (one executemany round trip)."""
-        if self.rows:
-            conn.execute(_INSERT, self.rows)
-            self.rows = []
+        if rows := self.take():
+            conn.execute(_INSERT, rows)
 
 
 def read_events(conn: Connection, run_id: str) -> list[Any]:

@@ -1,8 +1,10 @@
 """The step's hot path: claim a run, renew the lease, commit the outcome.
 
 Round trips per step on PostgreSQL: one autocommit ``UPDATE ... RETURNING`` to claim, and
-one transaction to commit (``UPDATE`` run, ``INSERT`` step record(s), ``INSERT`` audit
-events, and messages or a wait only when the step produced them).
+one autocommit statement to commit: the fenced ``UPDATE`` of the run with the ``INSERT``s
+of its step record(s), audit events, and messages or a wait when the step produced them, in
+one data-modifying CTE (see :mod:`pipeline.store.transition`). Parking on an event takes a
+transaction, to deliver an event that arrived first.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from sqlalchemy import (
     Connection,
     and_,
     bindparam,
-    insert,
     or_,
     select,
     tuple_,
@@ -97,8 +98,6 @@ _CLAIM = (
     )
     .returning(*_CLAIM_RETURNING)
 )
-_INSERT_STEPS = insert(steps_t)
-_INSERT_MESSAGES = insert(messages_t)
 
 
 @dataclass
@@ -258,22 +257,30 @@ def commit(db: Database, c: Claim, plan: CommitPlan, redispatch_after: float) ->
     )
     wait_id = str(uuid.uuid4()) if plan.wait else None
     values = _run_values(c, plan, at, seq, redispatch_after)
+    inserts = [(steps_t, step_rows), (messages_t, _message_rows(c, plan.messages, at))]
+    if plan.wait is not None:
+        assert wait_id is not None
+        inserts.append((waits_t, [_wait_row(c, plan.wait, wait_id, seq, at)]))
+    fence = Fence(c.fencing, c.version)
+    if plan.wait is None or plan.wait.kind != "event":
+        # On PostgreSQL the whole commit is one statement: autocommit spares the round trips
+        # of BEGIN and COMMIT.
+        with db.begin() if db.is_sqlite else db.autocommit() as conn:
+            won = transition(
+                conn, c.run_id, plan.status, chain, values=values, fence=fence, inserts=inserts
+            )
+        return Committed(plan.status, plan.step, seq, wait_id) if won else None
+    # Parking on an event: an event that arrived first is delivered in the same transaction,
+    # which holds the run row locked from the UPDATE on.
+    assert plan.wait is not None and wait_id is not None
     with db.begin() as conn:
         if not transition(
-            conn, c.run_id, plan.status, chain, values=values, fence=Fence(c.fencing, c.version)
+            conn, c.run_id, plan.status, chain, values=values, fence=fence, inserts=inserts
         ):
             conn.rollback()
             return None
-        conn.execute(_INSERT_STEPS, step_rows)
-        if plan.messages:
-            conn.execute(_INSERT_MESSAGES, _message_rows(c, plan.messages, at))
-        if plan.wait is not None:
-            assert wait_id is not None
-            _open_wait(conn, c, plan.wait, wait_id, seq, at)
-            if plan.wait.kind == "event":
-                woke = _consume_buffered_event(conn, c.run_id, wait_id, plan.wait, at)
-                if woke:
-                    return Committed(RunStatus.PENDING, plan.step, seq, wait_id)
+        if _consume_buffered_event(conn, c.run_id, wait_id, plan.wait, at):
+            return Committed(RunStatus.PENDING, plan.step, seq, wait_id)
     return Committed(plan.status, plan.step, seq, wait_id)
 
 
@@ -361,25 +368,21 @@ def _message_rows(c: Claim, messages: list[dict[str, Any]], at: datetime) -> lis
     ]
 
 
-def _open_wait(
-    conn: Connection, c: Claim, spec: WaitSpec, wait_id: str, seq: int, at: datetime
-) -> None:
+def _wait_row(c: Claim, spec: WaitSpec, wait_id: str, seq: int, at: datetime) -> dict[str, Any]:
     expires = at + timedelta(seconds=spec.timeout) if spec.timeout is not None else None
-    conn.execute(
-        insert(waits_t).values(
-            id=wait_id,
-            run_id=c.run_id,
-            seq=seq,
-            kind=spec.kind,
-            name=spec.name,
-            prompt=spec.prompt,
-            approvers=spec.approvers,
-            data=spec.data,
-            then_step=spec.then,
-            expires_at=expires,
-            created_at=at,
-        )
-    )
+    return {
+        "id": wait_id,
+        "run_id": c.run_id,
+        "seq": seq,
+        "kind": spec.kind,
+        "name": spec.name,
+        "prompt": spec.prompt,
+        "approvers": spec.approvers,
+        "data": spec.data,
+        "then_step": spec.then,
+        "expires_at": expires,
+        "created_at": at,
+    }
 
 
 def _consume_buffered_event(
