@@ -74,7 +74,7 @@ def dbos_system() -> Iterator[DbosSystem]:
         return x
 
     name = f"dbos_bench_{uuid.uuid4().hex[:8]}"
-    url = create_database(name).replace("postgresql+psycopg2://", "postgresql://")
+    url = create_database(name).replace("postgresql+psycopg://", "postgresql://")
     DBOS(config={"name": "ravel-bench", "system_database_url": url, "log_level": "WARNING"})
     logging.getLogger("dbos").setLevel(logging.WARNING)
     DBOS.launch()

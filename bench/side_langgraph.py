@@ -64,7 +64,7 @@ def langgraph_chat(call_model: Callable[[list[dict[str, Any]]], str]) -> Iterato
     name = f"langgraph_bench_{uuid.uuid4().hex[:8]}"
     url = create_database(name)
     conn = Connection.connect(
-        url.replace("postgresql+psycopg2://", "postgresql://"),
+        url.replace("postgresql+psycopg://", "postgresql://"),
         autocommit=True,
         prepare_threshold=0,
         row_factory=dict_row,

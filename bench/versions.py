@@ -15,7 +15,6 @@ PACKAGES = (
     "kombu",
     "redis",
     "SQLAlchemy",
-    "psycopg2-binary",
     "dbos",
     "langgraph",
     "langgraph-checkpoint-postgres",

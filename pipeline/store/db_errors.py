@@ -41,14 +41,20 @@ def reason(exc: DBAPIError) -> str:
     return lines[0] if lines else type(orig).__name__
 
 
+def sqlstate(exc: DBAPIError) -> str | None:
+    """PostgreSQL's SQLSTATE code of the error (psycopg or psycopg2), None elsewhere."""
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return code if isinstance(code, str) else None
+
+
 def is_missing_table(exc: DBAPIError) -> bool:
     """Whether the error says a Ravel table does not exist."""
-    return getattr(exc.orig, "pgcode", None) == "42P01" or "no such table" in str(exc.orig)
+    return sqlstate(exc) == "42P01" or "no such table" in str(exc.orig)
 
 
 def is_old_schema(exc: DBAPIError) -> bool:
     """Whether the error says a column this version expects does not exist."""
-    return getattr(exc.orig, "pgcode", None) == "42703" or "no such column" in str(exc.orig)
+    return sqlstate(exc) == "42703" or "no such column" in str(exc.orig)
 
 
 def translate(exc: DBAPIError) -> PipelineError | None:

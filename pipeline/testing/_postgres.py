@@ -96,7 +96,7 @@ class PostgresServer(Server):
 
     def url_on(self, port: int) -> str:
         """The database URL through another port on 127.0.0.1 (a proxy in front of it)."""
-        return f"postgresql+psycopg2://{SUPERUSER}@{LOOPBACK}:{port}/{self.database}"
+        return f"postgresql+psycopg://{SUPERUSER}@{LOOPBACK}:{port}/{self.database}"
 
     @property
     def log_path(self) -> Path:

@@ -99,5 +99,5 @@ def test_unreachable_database_is_waited_for_then_refused(tmp_path: Path, redis_u
     finally:
         cluster.stop_all()
     for log in logs:
-        assert "cannot reach the database at postgresql+psycopg2://ravel:***@127.0.0.1" in log
+        assert "cannot reach the database at postgresql+psycopg://ravel:***@127.0.0.1" in log
         assert "s3cret-pw" not in log

@@ -160,7 +160,7 @@ def test_unreachable_database_fails(tmp_path: Any, monkeypatch: pytest.MonkeyPat
     found = lines(doctor(code=1))
     assert found["database"][0] == "FAIL"
     assert (
-        "cannot reach the database at postgresql+psycopg2://ravel:***@127.0.0.1"
+        "cannot reach the database at postgresql+psycopg://ravel:***@127.0.0.1"
         in found["database"][1]
     )
     assert "pw-s3cret" not in json.dumps(found)

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, create_engine, text
 PG_HOST = os.environ.get("RAVEL_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("RAVEL_TEST_PG_PORT", "5432"))
 PG_USER = os.environ.get("RAVEL_TEST_PG_USER", "postgres")
-PG_ADMIN_URL = f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/test"
+PG_ADMIN_URL = f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/test"
 REDIS_HOST = os.environ.get("RAVEL_TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("RAVEL_TEST_REDIS_PORT", "6379"))
 RABBIT_HOST = os.environ.get("RAVEL_TEST_RABBIT_HOST", "127.0.0.1")
@@ -108,7 +108,7 @@ def create_database(name: str) -> str:
     with engine.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     engine.dispose()
-    return f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+    return f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
 
 
 def drop_database(name: str) -> None:

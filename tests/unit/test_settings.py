@@ -69,7 +69,7 @@ def test_values_from_the_environment(env, tmp_path):
     env.setenv("OPENAI_API_KEY", "sk-test-abcdefgh1234")
     s = reload_settings()
     assert s.home == tmp_path / "h"
-    assert s.database_url == "postgresql+psycopg2://u@db/ravel"
+    assert s.database_url == "postgresql+psycopg://u@db/ravel"
     assert not s.is_embedded
     assert s.workflows == ("app.flows", "other.mod")
     assert (s.lease_seconds, s.redispatch_after) == (2.5, 0.3)
@@ -112,14 +112,15 @@ def test_non_finite_numbers_are_refused(env, raw):
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("postgresql://u@h/db", "postgresql+psycopg2://u@h/db"),
-        ("postgres://u@h/db", "postgresql+psycopg2://u@h/db"),
+        ("postgresql://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("postgres://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
         ("postgresql+psycopg2://u@h/db", "postgresql+psycopg2://u@h/db"),
         ("sqlite:///x.db", "sqlite:///x.db"),
         ("sqlite:///postgresql://x", "sqlite:///postgresql://x"),
     ],
 )
-def test_database_url_is_pinned_to_psycopg2(url, expected):
+def test_database_url_is_pinned_to_psycopg(url, expected):
     assert normalise_database_url(url) == expected
 
 
@@ -173,6 +174,7 @@ def test_an_unsupported_database_is_refused_by_the_api(env):
         "sqlite://",
         "sqlite+pysqlite:///x.db",
         "postgres://u@h/db",
+        "postgresql+psycopg://u@h/db",
         "postgresql+psycopg2://u@h/db",
     ],
 )
@@ -181,5 +183,6 @@ def test_supported_databases_are_accepted(env, url):
     assert reload_settings().database_url.split("://")[0] in (
         "sqlite",
         "sqlite+pysqlite",
+        "postgresql+psycopg",
         "postgresql+psycopg2",
     )
