@@ -56,6 +56,10 @@ def _actor(actor: Any) -> str:
     return _name(actor, "actor", "alice")
 
 
+#: (database URL, workflow, version) this process found in the registry or recorded there
+_registered: set[tuple[str, str, int]] = set()
+
+
 def _workflow_spec(name: str) -> tuple[int, str]:
     """(version, start step) of a workflow: from this process, else as a worker recorded it."""
     if not isinstance(name, str):
@@ -64,9 +68,12 @@ def _workflow_spec(name: str) -> tuple[int, str]:
     db = get_db()
     if flow is not None:
         spec = describe(flow, get_settings().default_queue)
-        # Record it, so operators and processes without the code can see it.
-        if runs.get_workflow(db, name, flow.version) is None:
-            runs.upsert_workflow(db, name, flow.version, spec["start_step"], spec["steps"])
+        # Record it, so operators and processes without the code can see it: once per
+        # process (registry rows are never deleted), not on every start.
+        if (db.url, name, flow.version) not in _registered:
+            if runs.get_workflow(db, name, flow.version) is None:
+                runs.upsert_workflow(db, name, flow.version, spec["start_step"], spec["steps"])
+            _registered.add((db.url, name, flow.version))
         return flow.version, spec["start_step"]
     row = runs.get_workflow(db, name)
     if row is None:

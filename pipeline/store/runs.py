@@ -11,8 +11,9 @@ from sqlalchemy.exc import IntegrityError
 
 from models import Effect, Run, StepRecord, Wait, WorkflowRecord, table_of
 from pipeline.status import RunStatus
+from pipeline.store import one_statement
 from pipeline.store._db import Database, db_now, now_plus
-from pipeline.store.audit_log import Chain, read_events
+from pipeline.store.audit_log import Chain, audit_t, read_events
 from pipeline.store.records import (
     AuditRecord,
     RunRecord,
@@ -108,43 +109,50 @@ def create_run(
         if existing is not None:
             return existing, False
     run_id = str(uuid.uuid4())
+    now = db.clock()
+    chain = Chain(run_id, 0, "")
+    chain.append(
+        "run.started",
+        actor,
+        now,
+        step,
+        {"workflow": workflow, "version": version, "idempotency_key": idempotency_key},
+    )
+    row = {
+        "id": run_id,
+        "workflow": workflow,
+        "workflow_version": version,
+        "status": RunStatus.PENDING.value,
+        "step": step,
+        "seq": 0,
+        "attempt": 0,
+        "recorded_attempt": 0,
+        "retry_base": 0,
+        "fencing": 0,
+        "version": 0,
+        "input": input,
+        "state": dict(input),
+        "idempotency_key": idempotency_key,
+        "published_at": now,
+        "redispatch_at": now + timedelta(seconds=redispatch_after),
+        "audit_seq": chain.seq,
+        "audit_head": chain.head,
+        "message_count": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
     try:
-        with db.begin() as conn:
-            now = conn.execute(select(db_now())).scalar_one()
-            chain = Chain(run_id, 0, "")
-            chain.append(
-                "run.started",
-                actor,
-                now,
-                step,
-                {"workflow": workflow, "version": version, "idempotency_key": idempotency_key},
+        if db.is_sqlite:
+            with db.begin() as conn:
+                conn.execute(insert(runs_t).values(**row))
+                chain.flush(conn)
+        else:  # the run and its first audit event: one statement, one round trip
+            head = f"INSERT INTO {runs_t.name} ({', '.join(row)}) VALUES " + (
+                "(" + ", ".join(f":{name}" for name in row) + ")"
             )
-            conn.execute(
-                insert(runs_t).values(
-                    id=run_id,
-                    workflow=workflow,
-                    workflow_version=version,
-                    status=RunStatus.PENDING.value,
-                    step=step,
-                    seq=0,
-                    attempt=0,
-                    recorded_attempt=0,
-                    retry_base=0,
-                    fencing=0,
-                    version=0,
-                    input=input,
-                    state=dict(input),
-                    idempotency_key=idempotency_key,
-                    published_at=now,
-                    redispatch_at=now + timedelta(seconds=redispatch_after),
-                    audit_seq=chain.seq,
-                    audit_head=chain.head,
-                    message_count=0,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-            chain.flush(conn)
+            types = {name: runs_t.c[name].type for name in row}
+            with db.autocommit() as conn:
+                one_statement.execute(conn, head, types, row, [(audit_t, chain.take())])
     except IntegrityError:
         # Two callers raced with the same idempotency key: the first insert won.
         if idempotency_key is None:

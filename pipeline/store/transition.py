@@ -15,34 +15,27 @@ for the whole commit instead of five (``BEGIN``, ``UPDATE``, two ``INSERT``s, ``
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Dialect,
-    Table,
-    TextClause,
     Update,
     bindparam,
     insert,
-    text,
     update,
 )
 
 from models import Run, table_of
 from pipeline.status import TRANSITIONS, RunStatus, sources
+from pipeline.store import one_statement
 from pipeline.store.audit_log import Chain, audit_t
+from pipeline.store.one_statement import Inserts
 
 runs_t = table_of(Run)
-
-#: a table's rows in the one-statement commit: its name, the columns given, how many rows
-_Shape = tuple[str, tuple[str, ...], int]
-#: rows to insert with a change, only if it wins: (table, rows with the same keys)
-Inserts = Sequence[tuple[Table, list[dict[str, Any]]]]
 
 
 @dataclass(frozen=True)
@@ -140,48 +133,12 @@ def _fenced_in_one_statement(
     """The fenced UPDATE and the rows that go with it, as one statement (PostgreSQL)."""
     if RunStatus.RUNNING not in TRANSITIONS[target]:
         raise ValueError(f"a step cannot move its run from running to {target}")
-    sets = tuple(name for name in params if not name.startswith("w_"))
-    shape: list[_Shape] = []
-    for table, rows in inserts:
-        if not rows:
-            continue
-        columns = tuple(rows[0])
-        for i, row in enumerate(rows):
-            params.update({f"{table.name}_{i}_{name}": row[name] for name in columns})
-        shape.append((table.name, columns, len(rows)))
+    sets = [name for name in params if not name.startswith("w_")]
+    head = (
+        f"UPDATE {runs_t.name} SET {', '.join(f'{name} = :{name}' for name in sets)} "
+        "WHERE id = :w_id AND fencing = :w_fencing AND version = :w_version "
+        "AND status = :w_running"
+    )
     params["w_running"] = RunStatus.RUNNING.value
-    statement = _one_statement(conn.dialect, sets, tuple(shape))
-    return bool(conn.execute(statement, params).scalar_one())
-
-
-@lru_cache(maxsize=512)
-def _one_statement(
-    dialect: Dialect, sets: tuple[str, ...], shape: tuple[_Shape, ...]
-) -> TextClause:
-    """``WITH won AS (UPDATE ... RETURNING id), <table> AS (INSERT ... SELECT FROM won,
-    (VALUES ...)) SELECT count(*) FROM won``, built once per shape (the columns set, and the
-    tables and row counts inserted: a handful of shapes in practice)."""
-    tables = {t.name: t for t in runs_t.metadata.sorted_tables}
-    binds = [bindparam(name, type_=runs_t.c[name].type) for name in sets]
-    ctes = [
-        "won AS (UPDATE {} SET {} WHERE id = :w_id AND fencing = :w_fencing "
-        "AND version = :w_version AND status = :w_running RETURNING id)".format(
-            runs_t.name, ", ".join(f"{name} = :{name}" for name in sets)
-        )
-    ]
-    for name, columns, count in shape:
-        table = tables[name]
-        kinds = {c: table.c[c].type for c in columns}
-        rows = []
-        for i in range(count):
-            cells = []
-            for c in columns:
-                binds.append(bindparam(f"{name}_{i}_{c}", type_=kinds[c]))
-                cells.append(f"CAST(:{name}_{i}_{c} AS {kinds[c].compile(dialect=dialect)})")
-            rows.append("(" + ", ".join(cells) + ")")
-        ctes.append(
-            f"ins_{name} AS (INSERT INTO {name} ({', '.join(columns)}) "
-            f"SELECT v.* FROM won, (VALUES {', '.join(rows)}) AS v)"
-        )
-    sql = "WITH " + ",\n".join(ctes) + "\nSELECT count(*) FROM won"
-    return text(sql).bindparams(*binds)
+    types = {name: runs_t.c[name].type for name in sets}
+    return one_statement.execute(conn, head, types, params, inserts) == 1
