@@ -61,7 +61,8 @@ def now_plus(seconds: float) -> ColumnElement[datetime]:
     return db_now(expression.literal(float(seconds)))
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """JSON for the values the store writes besides JSON's own: datetimes and durations."""
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, timedelta):
@@ -72,12 +73,12 @@ def _json_default(value: Any) -> Any:
 def dumps(value: Any) -> str:
     """JSON as stored: no NaN/Infinity (PostgreSQL rejects them), datetimes as ISO text, and
     NUL and lone surrogates (which JSONB refuses) escaped losslessly for :func:`loads`."""
-    text = json.dumps(value, default=_json_default, allow_nan=False, separators=(",", ":"))
+    text = json.dumps(value, default=json_default, allow_nan=False, separators=(",", ":"))
     # One search of text that is usually free of such characters: ordinary values pay ~nothing.
     if UNSTORABLE_IN_JSON.search(text) is None:
         return text
     return json.dumps(
-        escape_unstorable(value), default=_json_default, allow_nan=False, separators=(",", ":")
+        escape_unstorable(value), default=json_default, allow_nan=False, separators=(",", ":")
     )
 
 
@@ -273,4 +274,4 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-__all__ = ["Database", "db_now", "dumps", "loads", "now_plus"]
+__all__ = ["Database", "db_now", "dumps", "json_default", "loads", "now_plus"]

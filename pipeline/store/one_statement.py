@@ -1,26 +1,33 @@
 """Several writes as one PostgreSQL statement: a row written, and the rows that go with it.
 
 ``WITH head AS (<UPDATE or INSERT> ... RETURNING id), ins_<table> AS (INSERT INTO <table>
-SELECT v.* FROM head, (VALUES ...) AS v) SELECT count(*) FROM head``: the dependent rows are
-written only if the head row was (a fenced UPDATE that matched nothing writes nothing), and on
-an autocommit connection the whole is one round trip and one commit. The statement text
-depends only on its shape (the head, the tables and their row counts), so psycopg prepares it
-on the server once it has run a few times.
+SELECT r.* FROM head, jsonb_to_recordset(:rows) AS r(<columns>)) SELECT count(*) FROM
+head``: the dependent rows are written only if the head row was (a fenced UPDATE that matched
+nothing writes nothing), and on an autocommit connection the whole is one round trip and one
+commit. Each table's rows travel as one JSON parameter, so the statement's text depends only
+on the head and the tables, not on how many rows: psycopg caches its parsing and prepares it
+on the server once it has run a few times (it does neither for statements over 50
+parameters or 4 KB).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, MetaData, Table, TextClause, bindparam, text
+from sqlalchemy import JSON, Connection, Dialect, MetaData, Table, TextClause, bindparam, text
 from sqlalchemy.types import TypeEngine
+
+from pipeline.jsonutil import UNSTORABLE_IN_JSON
+from pipeline.store._db import dumps, json_default
 
 #: rows to write with the head row, only if it is written: (table, rows with the same keys)
 Inserts = Sequence[tuple[Table, list[dict[str, Any]]]]
-#: one table's part of a statement: its name, the columns given, how many rows
-_Shape = tuple[str, tuple[str, ...], int]
+#: one table's part of a statement: its name and the columns given
+_Shape = tuple[str, tuple[str, ...]]
 
 
 def execute(
@@ -46,16 +53,38 @@ def execute(
         if not rows:
             continue
         columns = tuple(rows[0])
-        for i, row in enumerate(rows):
-            params.update({f"{table.name}_{i}_{name}": row[name] for name in columns})
-        shape.append((table.name, columns, len(rows)))
+        params[f"rows_{table.name}"] = _rows_json(table, columns, rows)
+        shape.append((table.name, columns))
         tables[table.name] = table
     metadata = next(iter(tables.values())).metadata if tables else None
     statement = _statement(conn.dialect, metadata, head, tuple(head_types.items()), tuple(shape))
     return int(conn.execute(statement, params).scalar_one())
 
 
-@lru_cache(maxsize=512)
+def _rows_json(table: Table, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> str:
+    """The rows as a JSON array: JSON columns through the store's codec (NUL and lone
+    surrogates escaped as everywhere else), timestamps in ISO 8601, the rest as they are."""
+    text_ = json.dumps(rows, default=json_default, allow_nan=False, separators=(",", ":"))
+    if UNSTORABLE_IN_JSON.search(text_) is None:  # nothing to escape: one C-encoded pass
+        return text_
+    is_json = [isinstance(table.c[c].type, JSON) for c in columns]
+    out = []
+    for row in rows:
+        cells = []
+        for c, as_json in zip(columns, is_json, strict=True):
+            value = row[c]
+            if as_json:
+                text_ = "null" if value is None else dumps(value)
+            elif isinstance(value, datetime):
+                text_ = f'"{value.isoformat()}"'
+            else:
+                text_ = json.dumps(value)
+            cells.append(f"{json.dumps(c)}:{text_}")
+        out.append("{" + ",".join(cells) + "}")
+    return "[" + ",".join(out) + "]"
+
+
+@lru_cache(maxsize=256)
 def _statement(
     dialect: Dialect,
     metadata: MetaData | None,
@@ -66,21 +95,13 @@ def _statement(
     """The statement of one shape, built once (a handful of shapes occur in practice)."""
     binds = [bindparam(name, type_=kind) for name, kind in head_types]
     ctes = [f"head AS ({head} RETURNING id)"]
-    for name, columns, count in shape:
+    for name, columns in shape:
         assert metadata is not None
         table = metadata.tables[name]
-        kinds = {c: table.c[c].type for c in columns}
-        rows = []
-        for i in range(count):
-            cells = []
-            for c in columns:
-                binds.append(bindparam(f"{name}_{i}_{c}", type_=kinds[c]))
-                # Typed: VALUES alone would make text of a JSON or NULL cell.
-                cells.append(f"CAST(:{name}_{i}_{c} AS {kinds[c].compile(dialect=dialect)})")
-            rows.append("(" + ", ".join(cells) + ")")
+        defs = ", ".join(f"{c} {table.c[c].type.compile(dialect=dialect)}" for c in columns)
         ctes.append(
-            f"ins_{name} AS (INSERT INTO {name} ({', '.join(columns)}) "
-            f"SELECT v.* FROM head, (VALUES {', '.join(rows)}) AS v)"
+            f"ins_{name} AS (INSERT INTO {name} ({', '.join(columns)}) SELECT r.* FROM head, "
+            f"jsonb_to_recordset(CAST(:rows_{name} AS JSONB)) AS r({defs}))"
         )
     return text("WITH " + ",\n".join(ctes) + "\nSELECT count(*) FROM head").bindparams(*binds)
 
