@@ -107,6 +107,8 @@ def _execute_step(
     if workflow is not None and version is not None and (workflow, version) not in served:
         _leave_for_another_worker(db, run_id, seq, workflow, version)
         return NOTHING_TO_DO
+    if workflow is not None and version is not None:
+        served = [(workflow, version)]  # the wake-up's own version, which this worker serves
     claim = store.claim(db, run_id, seq, step, settings.lease_seconds, worker, served)
     if claim is None:
         return NOTHING_TO_DO

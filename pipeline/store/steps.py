@@ -25,6 +25,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.sql.dml import Update
 
 from models import InboundEvent, Message, Run, StepRecord, Wait, table_of
 from pipeline.status import RunStatus, sources
@@ -70,34 +71,49 @@ def _claimable() -> ColumnElement[bool]:
     )
 
 
-# Built once: constructing a Core statement per call costs more than the round trip itself.
-_CLAIM = (
-    update(runs_t)
-    .where(
-        runs_t.c.id == bindparam("w_id"),
-        runs_t.c.seq == bindparam("w_seq"),
-        runs_t.c.step == bindparam("w_step"),
-        # Only versions this worker serves: a run of another version is left for a worker
-        # that serves it (rolling deploys never fail a run).
-        tuple_(runs_t.c.workflow, runs_t.c.workflow_version).in_(
+def _claim_statement(*, one_version: bool) -> Update:
+    """The claim's UPDATE ... RETURNING. ``one_version``: the run must be of the one (workflow,
+    version) the wake-up names (the worker checked it serves it); otherwise of any pair in
+    ``w_served``. The first has no expanding IN, which SQLAlchemy re-renders on every call."""
+    if one_version:
+        served = and_(
+            runs_t.c.workflow == bindparam("w_workflow"),
+            runs_t.c.workflow_version == bindparam("w_version"),
+        )
+    else:
+        served = tuple_(runs_t.c.workflow, runs_t.c.workflow_version).in_(
             bindparam("w_served", expanding=True)
-        ),
-        _claimable(),
+        )
+    return (
+        update(runs_t)
+        .where(
+            runs_t.c.id == bindparam("w_id"),
+            runs_t.c.seq == bindparam("w_seq"),
+            runs_t.c.step == bindparam("w_step"),
+            # Only versions this worker serves: a run of another version is left for a worker
+            # that serves it (rolling deploys never fail a run).
+            served,
+            _claimable(),
+        )
+        .values(
+            status=RunStatus.RUNNING.value,
+            fencing=runs_t.c.fencing + 1,
+            attempt=runs_t.c.attempt + 1,
+            lease_owner=bindparam("w_owner"),
+            lease_expires_at=db_now(bindparam("w_lease")),
+            # No re-publish is due while the lease holds; once it expires the reaper
+            # re-publishes at its next pass (recovery takes the lease plus a reaper interval,
+            # whatever RAVEL_REDISPATCH_AFTER is).
+            redispatch_at=None,
+            updated_at=db_now(),
+        )
+        .returning(*_CLAIM_RETURNING)
     )
-    .values(
-        status=RunStatus.RUNNING.value,
-        fencing=runs_t.c.fencing + 1,
-        attempt=runs_t.c.attempt + 1,
-        lease_owner=bindparam("w_owner"),
-        lease_expires_at=db_now(bindparam("w_lease")),
-        # No re-publish is due while the lease holds; once it expires the reaper re-publishes
-        # at its next pass (recovery takes the lease plus a reaper interval, whatever
-        # RAVEL_REDISPATCH_AFTER is).
-        redispatch_at=None,
-        updated_at=db_now(),
-    )
-    .returning(*_CLAIM_RETURNING)
-)
+
+
+# Built once: constructing a Core statement per call costs more than the round trip itself.
+_CLAIM_ONE = _claim_statement(one_version=True)
+_CLAIM_ANY = _claim_statement(one_version=False)
 
 
 @dataclass
@@ -147,16 +163,21 @@ def claim(
     lease elsewhere, a run that is parked, finished or cancelled, or a run whose (workflow,
     version) is not in ``served`` (what this worker serves, for this wake-up's task).
     """
-    params = {
+    params: dict[str, Any] = {
         "w_id": run_id,
         "w_seq": seq,
         "w_step": step,
         "w_owner": owner,
         "w_lease": float(lease_seconds),
-        "w_served": served,
     }
+    if len(served) == 1:
+        statement = _CLAIM_ONE
+        params["w_workflow"], params["w_version"] = served[0]
+    else:
+        statement = _CLAIM_ANY
+        params["w_served"] = served
     with db.relaxed() as conn:
-        row = conn.execute(_CLAIM, params).first()
+        row = conn.execute(statement, params).first()
     if row is None:
         return None
     return Claim(
