@@ -125,7 +125,7 @@ class Database:
         self.autocommit_engine: Engine = (
             self.engine
             if self.is_sqlite
-            else self._pg_engine(url, pool_size=1, max_overflow=2, isolation_level="AUTOCOMMIT")
+            else self._pg_engine(url, pool_size=8, max_overflow=8, isolation_level="AUTOCOMMIT")
         )
         if not self.is_sqlite:
             for engine in self.engines:
@@ -150,7 +150,10 @@ class Database:
             )
             _configure_sqlite(engine)
             return engine
-        return self._pg_engine(url, pool_size=2, max_overflow=4)
+        # A pool holds only connections some thread needed at once: a worker's pool process
+        # keeps one or two, a web server's threads (or a burst of approvals from 8 threads)
+        # keep theirs instead of opening and closing overflow connections on every call.
+        return self._pg_engine(url, pool_size=8, max_overflow=8)
 
     @property
     def dialect_insert(self) -> Any:

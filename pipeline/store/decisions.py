@@ -74,13 +74,16 @@ def decide_locked(
     data: Any,
     extra: dict[str, Any] | None = None,
     principal: str | None = None,
+    locked: Row[Any] | None = None,
 ) -> Wakeup | None:
     """Decide an open wait of a run and make the run runnable; None if the wait was not open.
 
     The wait's UPDATE is the single point that decides: it matches only while the wait is
     undecided and, unless this decision *is* the expiry, only before its deadline.
+    ``locked``: the run row as :func:`lock_run` returned it in this transaction, if the caller
+    holds it already (else it is locked here).
     """
-    run = lock_run(conn, run_id)
+    run = locked if locked is not None else lock_run(conn, run_id)
     guard = [waits_t.c.id == wait_id, waits_t.c.decided_at.is_(None)]
     if decision != "expired":
         guard.append(or_(waits_t.c.expires_at.is_(None), waits_t.c.expires_at > run.now))
@@ -210,13 +213,15 @@ def decide(
         if principal is None:
             return _refuse(conn, run, wait, decision, actor)
         if wait.expires_at is not None and wait.expires_at <= run.now:
-            wakeup = decide_locked(conn, run_id, wait.id, "expired", "system", None)
+            wakeup = decide_locked(conn, run_id, wait.id, "expired", "system", None, locked=run)
             expired = errors.WaitExpired(
                 f"the approval expired at {wait.expires_at:%Y-%m-%d %H:%M:%S} UTC; "
                 "the run goes on with decision 'expired'"
             )
             return Decision(wait.id, "expired", "system", run.now, wakeup, refusal=expired)
-        wakeup = decide_locked(conn, run_id, wait.id, decision, actor, data, principal=principal)
+        wakeup = decide_locked(
+            conn, run_id, wait.id, decision, actor, data, principal=principal, locked=run
+        )
         return Decision(wait.id, decision, actor, run.now, wakeup, principal=principal)
 
 
