@@ -8,17 +8,19 @@ commit and with each other; every status change goes through
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, insert, or_, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, insert, or_, select, update
+from sqlalchemy.sql.dml import Update
 
 from models import InboundEvent, Run, Wait, table_of
 from pipeline import errors
 from pipeline.principals import authorize
 from pipeline.settings import get_settings
 from pipeline.status import RunStatus
-from pipeline.store._db import Database, db_now, now_plus
+from pipeline.store._db import Database, db_now
 from pipeline.store.audit_log import Chain
 from pipeline.store.transition import record_events, transition
 
@@ -56,13 +58,25 @@ def lock_run(conn: Connection, run_id: str) -> Row[Any]:
     return row
 
 
-def _redispatch_at() -> ColumnElement[datetime]:
-    """When the reaper re-publishes a wake-up published now, if nobody has claimed it."""
-    return now_plus(get_settings().redispatch_after)
+def _redispatch_at(now: datetime) -> datetime:
+    """When the reaper re-publishes a wake-up published ``now``, if nobody has claimed it."""
+    return now + timedelta(seconds=get_settings().redispatch_after)
 
 
 def _wakeup(run: Row[Any], step: str) -> Wakeup:
     return Wakeup(run.id, run.workflow, step, run.seq, run.workflow_version)
+
+
+def _decide_wait(*, expiry: bool) -> Update:
+    """The UPDATE that decides a wait: only while undecided and, unless this decision *is*
+    the expiry, only before its deadline. Built once."""
+    guard = [waits_t.c.id == bindparam("w_id"), waits_t.c.decided_at.is_(None)]
+    if not expiry:
+        guard.append(or_(waits_t.c.expires_at.is_(None), waits_t.c.expires_at > bindparam("w_now")))
+    return update(waits_t).where(*guard).returning(waits_t.c.kind, waits_t.c.then_step)
+
+
+_DECIDE_WAIT = {False: _decide_wait(expiry=False), True: _decide_wait(expiry=True)}
 
 
 def decide_locked(
@@ -84,14 +98,16 @@ def decide_locked(
     holds it already (else it is locked here).
     """
     run = locked if locked is not None else lock_run(conn, run_id)
-    guard = [waits_t.c.id == wait_id, waits_t.c.decided_at.is_(None)]
-    if decision != "expired":
-        guard.append(or_(waits_t.c.expires_at.is_(None), waits_t.c.expires_at > run.now))
     won = conn.execute(
-        update(waits_t)
-        .where(*guard)
-        .values(decided_at=run.now, decision=decision, actor=actor, decision_data=data)
-        .returning(waits_t.c.kind, waits_t.c.then_step)
+        _DECIDE_WAIT[decision == "expired"],
+        {
+            "w_id": wait_id,
+            "w_now": run.now,
+            "decided_at": run.now,
+            "decision": decision,
+            "actor": actor,
+            "decision_data": data,
+        },
     ).first()
     if won is None:
         return None
@@ -113,12 +129,12 @@ def decide_locked(
         run.id,
         RunStatus.PENDING,
         chain,
-        guard=[runs_t.c.status == RunStatus.WAITING.value],
+        only_from=RunStatus.WAITING,
         values={
             "step": won.then_step,
             "wait_result": result,
             "published_at": run.now,
-            "redispatch_at": _redispatch_at(),
+            "redispatch_at": _redispatch_at(run.now),
             "updated_at": run.now,
         },
     )
@@ -198,10 +214,7 @@ def decide(
     decides a newer wait. Without it the run's open approval is decided.
     """
     with db.begin() as conn:
-        run = lock_run(conn, run_id)
-        wait = conn.execute(
-            select(waits_t).where(waits_t.c.run_id == run_id, waits_t.c.decided_at.is_(None))
-        ).first()
+        run, wait = _lock_with_open_wait(conn, run_id)
         if wait is None or (wait_id is not None and wait.id != wait_id):
             return _no_open_wait(conn, run, decision, actor, groups, wait_id)
         if wait.kind != "approval":
@@ -223,6 +236,36 @@ def decide(
             conn, run_id, wait.id, decision, actor, data, principal=principal, locked=run
         )
         return Decision(wait.id, decision, actor, run.now, wakeup, principal=principal)
+
+
+# The run's columns a decision reads (not its input and state), the database clock, and its
+# open wait if any: one statement that also locks the run row (not the wait's).
+_LOCK_WITH_OPEN_WAIT = (
+    select(
+        *(runs_t.c[name] for name in ("id", "workflow", "workflow_version", "status", "step")),
+        *(runs_t.c[name] for name in ("seq", "audit_seq", "audit_head")),
+        db_now().label("now"),
+        *(c.label(f"wait_{c.name}") for c in waits_t.c),
+    )
+    .select_from(
+        runs_t.outerjoin(
+            waits_t, and_(waits_t.c.run_id == runs_t.c.id, waits_t.c.decided_at.is_(None))
+        )
+    )
+    .where(runs_t.c.id == bindparam("w_id"))
+    .with_for_update(of=runs_t)
+)
+
+
+def _lock_with_open_wait(conn: Connection, run_id: str) -> tuple[Any, Any]:
+    """The run (locked, with ``now``) and its open wait (None if it has none)."""
+    row = conn.execute(_LOCK_WITH_OPEN_WAIT, {"w_id": run_id}).first()
+    if row is None:
+        raise errors.RunNotFound(f"no run with id {run_id}; list runs with `ravel runs list`")
+    if row.wait_id is None:
+        return row, None
+    fields = row._mapping
+    return row, SimpleNamespace(**{c.name: fields[f"wait_{c.name}"] for c in waits_t.c})
 
 
 def _no_open_wait(
@@ -371,14 +414,14 @@ def retry(db: Database, run_id: str, actor: str, state_patch: dict[str, Any] | N
             run.id,
             RunStatus.PENDING,
             chain,
-            guard=[runs_t.c.status == RunStatus.FAILED.value],
+            only_from=RunStatus.FAILED,
             values={
                 "state": state,
                 "error": None,
                 "retry_base": run.attempt,
                 "wake_at": None,
                 "published_at": run.now,
-                "redispatch_at": _redispatch_at(),
+                "redispatch_at": _redispatch_at(run.now),
                 "updated_at": run.now,
             },
         )

@@ -93,7 +93,7 @@ def wake_due_sleepers(db: Database, redispatch_after: float) -> Sweep:
                 r.id,
                 RunStatus.PENDING,
                 chain,
-                guard=[runs_t.c.status == RunStatus.SLEEPING.value],
+                only_from=RunStatus.SLEEPING,
                 values={
                     "wake_at": None,
                     "published_at": r.now,

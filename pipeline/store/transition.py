@@ -1,7 +1,7 @@
 """The one way a run's status changes: a guarded compare-and-set checked against the table.
 
 Every status change (a step's commit, a decision, a cancel, a retry, the reaper waking a
-sleeper) is one ``UPDATE ... WHERE status IN (<sources of the target>) AND <guards>`` that
+sleeper) is one ``UPDATE ... WHERE status IN (<sources of the target>)`` that
 also advances the run's audit chain; the chain's events are inserted in the same transaction
 only when the UPDATE won. Callers say whether they won; nobody hard-codes a status guard.
 (The claim is the one status change without an audit event of its own: ``step.started`` is
@@ -15,13 +15,12 @@ for the whole commit instead of five (``BEGIN``, ``UPDATE``, two ``INSERT``s, ``
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
+    ClauseElement,
     Connection,
     Update,
     bindparam,
@@ -53,7 +52,7 @@ def transition(
     chain: Chain,
     *,
     values: dict[str, Any],
-    guard: Iterable[ColumnElement[bool]] = (),
+    only_from: RunStatus | None = None,
     fence: Fence | None = None,
     inserts: Inserts = (),
 ) -> bool:
@@ -66,7 +65,8 @@ def transition(
         chain: the run's audit chain with this change's events appended; it is written (and
             the run's ``audit_seq``/``audit_head`` advanced) only when the change wins.
         values: other columns to set.
-        guard: further conditions (``status == 'waiting'``, ``wake_at <= now`` ...).
+        only_from: the one status the run must have now (among the table's sources of
+            ``target``; a decision needs ``waiting``, not any of them).
         fence: for a step's commit: the claim must still hold the run (status running, same
             fencing token and row version). Its statement is built once per target.
         inserts: further rows written only when the change wins (a step's records). With a
@@ -88,10 +88,16 @@ def transition(
             everything = [(audit_t, chain.take()), *inserts]
             return _fenced_in_one_statement(conn, target, params, everything)
         won = conn.execute(_fenced(target), params).rowcount == 1
+    elif not any(isinstance(v, ClauseElement) for v in values.values()):
+        # Plain values: the statement is built once per (target, status, columns).
+        params = {**values, **audit, "status": target.value, "w_id": run_id}
+        statement = _moving(target, only_from, tuple(params))
+        won = conn.execute(statement, params).rowcount == 1
     else:
+        allowed = sources(target) if only_from is None else _only(target, only_from)
         stmt = (
             update(runs_t)
-            .where(runs_t.c.id == run_id, runs_t.c.status.in_(sources(target)), *guard)
+            .where(runs_t.c.id == run_id, runs_t.c.status.in_(allowed))
             .values(status=target.value, version=runs_t.c.version + 1, **audit, **values)
         )
         won = conn.execute(stmt).rowcount == 1
@@ -112,6 +118,27 @@ def record_events(conn: Connection, run_id: str, chain: Chain) -> None:
         .values(audit_seq=chain.seq, audit_head=chain.head)
     )
     chain.flush(conn)
+
+
+def _only(target: RunStatus, only_from: RunStatus) -> tuple[str, ...]:
+    if only_from.value not in sources(target):
+        raise ValueError(f"the table does not allow {only_from} -> {target}")
+    return (only_from.value,)
+
+
+@lru_cache(maxsize=128)
+def _moving(target: RunStatus, only_from: RunStatus | None, columns: tuple[str, ...]) -> Update:
+    """An unfenced status change with bound values for ``columns`` (built once per shape)."""
+    allowed = sources(target) if only_from is None else _only(target, only_from)
+    status = runs_t.c.status
+    return (
+        update(runs_t)
+        .where(
+            runs_t.c.id == bindparam("w_id"),
+            status == allowed[0] if len(allowed) == 1 else status.in_(allowed),
+        )
+        .values(version=runs_t.c.version + 1)
+    )
 
 
 @cache
