@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, literal, select, update
+from sqlalchemy import case, func, literal, select, text, update
 
 from models import Effect, Message, Run, table_of
+from models.base import JSONType
 from pipeline.status import RunStatus
 from pipeline.store._db import Database, db_now
 from pipeline.store.records import JournalCall, from_row
@@ -191,9 +192,22 @@ def usage_by_call(db: Database, run_id: str) -> list[JournalCall]:
         return [from_row(JournalCall, r) for r in rows]
 
 
+# PostgreSQL: the conversation as one JSON array, parsed once, instead of a row per message
+# (an agent loads it for every model call: the cost per message is what grows with a run).
+_CONVERSATION_PG = text(
+    "SELECT coalesce(jsonb_agg(message ORDER BY idx), '[]'::jsonb) AS messages "
+    "FROM ravel_messages WHERE run_id = :run_id"
+).columns(messages=JSONType)
+
+
 def load_messages(db: Database, run_id: str) -> list[dict[str, Any]]:
     """The run's conversation, oldest first."""
     with db.engine.connect() as conn:
+        if not db.is_sqlite:
+            found: list[dict[str, Any]] = conn.execute(
+                _CONVERSATION_PG, {"run_id": run_id}
+            ).scalar_one()
+            return found
         rows = conn.execute(
             select(messages_t.c.message)
             .where(messages_t.c.run_id == run_id)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.types import TypeEngine
 
 from models import Effect, Run, StepRecord, Wait, WorkflowRecord, table_of
 from pipeline.status import RunStatus
@@ -147,10 +149,7 @@ def create_run(
                 conn.execute(insert(runs_t).values(**row))
                 chain.flush(conn)
         else:  # the run and its first audit event: one statement, one round trip
-            head = f"INSERT INTO {runs_t.name} ({', '.join(row)}) VALUES " + (
-                "(" + ", ".join(f":{name}" for name in row) + ")"
-            )
-            types = {name: runs_t.c[name].type for name in row}
+            head, types = _insert_run_sql(tuple(row))
             with db.autocommit() as conn:
                 one_statement.execute(conn, head, types, row, [(audit_t, chain.take())])
     except IntegrityError:
@@ -162,6 +161,14 @@ def create_run(
             raise
         return existing, False
     return run_id, True
+
+
+@functools.cache
+def _insert_run_sql(columns: tuple[str, ...]) -> tuple[str, dict[str, TypeEngine[Any]]]:
+    """``INSERT INTO ravel_runs (...) VALUES (...)`` of ``columns`` and their types."""
+    values = ", ".join(f":{name}" for name in columns)
+    head = f"INSERT INTO {runs_t.name} ({', '.join(columns)}) VALUES ({values})"
+    return head, {name: runs_t.c[name].type for name in columns}
 
 
 def find_by_idempotency_key(db: Database, key: str) -> str | None:
