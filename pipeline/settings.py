@@ -46,11 +46,11 @@ def normalise_database_url(url: str) -> str:
 
     psycopg prepares a statement on the server once it has run it a few times: a step's claim
     and commit are then neither parsed nor planned again (a third of a step's database time).
-    SQLAlchemy 2.0 would pick psycopg2 for a bare ``postgresql://``. An explicit
-    ``postgresql+psycopg2://`` is kept (it works, without prepared statements, if psycopg2
-    is installed).
+    SQLAlchemy 2.0 would pick psycopg2 for a bare ``postgresql://``, and a
+    ``postgresql+psycopg2://`` URL from an earlier Ravel (which installed psycopg2) would ask
+    for a driver no longer installed: both are read as psycopg.
     """
-    for prefix in ("postgres://", "postgresql://"):
+    for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url

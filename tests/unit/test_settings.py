@@ -115,7 +115,7 @@ def test_non_finite_numbers_are_refused(env, raw):
         ("postgresql://u@h/db", "postgresql+psycopg://u@h/db"),
         ("postgres://u@h/db", "postgresql+psycopg://u@h/db"),
         ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
-        ("postgresql+psycopg2://u@h/db", "postgresql+psycopg2://u@h/db"),
+        ("postgresql+psycopg2://u@h/db", "postgresql+psycopg://u@h/db"),
         ("sqlite:///x.db", "sqlite:///x.db"),
         ("sqlite:///postgresql://x", "sqlite:///postgresql://x"),
     ],
@@ -184,5 +184,4 @@ def test_supported_databases_are_accepted(env, url):
         "sqlite",
         "sqlite+pysqlite",
         "postgresql+psycopg",
-        "postgresql+psycopg2",
     )
