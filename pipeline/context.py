@@ -198,7 +198,9 @@ class StepContext:
         """The run's conversation so far (loaded on first use), including this step's."""
         if self._messages is None:
             self._messages = (
-                journal.load_messages(self._db, self.run_id) if self._message_count else []
+                journal.load_messages(self._db, self.run_id, self._message_count)
+                if self._message_count
+                else []
             )
             self._messages.extend(self.new_messages)
         return self._messages

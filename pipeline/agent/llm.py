@@ -17,7 +17,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import openai
@@ -119,7 +119,9 @@ def complete(
             error,
         )
         raise error from None
-    return normalise(completion, model, estimate_tokens([messages, tools]))
+    # Estimated only for a server that sends no usage: encoding the whole conversation to
+    # count it would cost Ravel time that grows with every turn.
+    return normalise(completion, model, lambda: estimate_tokens([messages, tools]))
 
 
 def classify(exc: openai.OpenAIError) -> LLMError:
@@ -191,11 +193,13 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     return None
 
 
-def normalise(completion: Any, requested_model: str, prompt_estimate: int) -> dict[str, Any]:
+def normalise(
+    completion: Any, requested_model: str, prompt_estimate: Callable[[], int]
+) -> dict[str, Any]:
     """One JSON record per call: the reply, its finish reason, usage and cost.
 
     Compatible servers may omit ``usage``; the call is then billed by estimate (marked
-    ``estimated``) so budgets still see it.
+    ``estimated``, ``prompt_estimate`` is called) so budgets still see it.
     """
     if not completion.choices:
         raise LLMError("the LLM API returned no choices", retryable=True)
@@ -237,14 +241,15 @@ def normalise(completion: Any, requested_model: str, prompt_estimate: int) -> di
 
 
 def _usage(
-    usage: Any, prompt_estimate: int, content: str | None, calls: list[dict[str, Any]]
+    usage: Any, prompt_estimate: Callable[[], int], content: str | None, calls: list[dict[str, Any]]
 ) -> dict[str, Any]:
     if usage is None:
         completion = estimate_tokens([content or "", calls]) if (content or calls) else 0
+        prompt = prompt_estimate()
         return {
-            "prompt_tokens": prompt_estimate,
+            "prompt_tokens": prompt,
             "completion_tokens": completion,
-            "total_tokens": prompt_estimate + completion,
+            "total_tokens": prompt + completion,
             "cached_tokens": 0,
             "reasoning_tokens": 0,
             "estimated": True,

@@ -9,6 +9,8 @@ its lease starts no new call.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -192,25 +194,54 @@ def usage_by_call(db: Database, run_id: str) -> list[JournalCall]:
         return [from_row(JournalCall, r) for r in rows]
 
 
-# PostgreSQL: the conversation as one JSON array, parsed once, instead of a row per message
-# (an agent loads it for every model call: the cost per message is what grows with a run).
+# PostgreSQL: the messages as one JSON array, parsed once, instead of a row per message.
 _CONVERSATION_PG = text(
     "SELECT coalesce(jsonb_agg(message ORDER BY idx), '[]'::jsonb) AS messages "
-    "FROM ravel_messages WHERE run_id = :run_id"
+    "FROM ravel_messages WHERE run_id = :run_id AND idx > :after"
 ).columns(messages=JSONType)
 
+#: conversations this process loaded last, by (database, run): an agent loads its run's
+#: conversation for every model call, so the next step of a run fetches only the messages
+#: committed since (they are append-only) and Ravel's time per turn does not grow with it
+CONVERSATIONS_KEPT = 16
+_conversations: OrderedDict[tuple[str, str], list[dict[str, Any]]] = OrderedDict()
+_conversations_lock = threading.Lock()
 
-def load_messages(db: Database, run_id: str) -> list[dict[str, Any]]:
-    """The run's conversation, oldest first."""
+
+def load_messages(db: Database, run_id: str, count: int | None = None) -> list[dict[str, Any]]:
+    """The run's conversation, oldest first (a new list each call).
+
+    Args:
+        db: the store.
+        run_id: the run.
+        count: how many messages the run has committed (the claim says), if known: a
+            conversation kept from an earlier step is extended with the rest only.
+    """
+    key = (db.url, run_id)
+    with _conversations_lock:
+        kept = _conversations.get(key)
+    if kept is None or (count is not None and len(kept) > count):
+        kept = []
+    messages = kept + _fetch_messages(db, run_id, after=len(kept))
+    with _conversations_lock:
+        _conversations[key] = messages
+        _conversations.move_to_end(key)
+        while len(_conversations) > CONVERSATIONS_KEPT:
+            _conversations.popitem(last=False)
+    return list(messages)
+
+
+def _fetch_messages(db: Database, run_id: str, *, after: int) -> list[dict[str, Any]]:
+    """The run's messages after the first ``after`` (message ``idx`` counts from 1)."""
     with db.engine.connect() as conn:
         if not db.is_sqlite:
             found: list[dict[str, Any]] = conn.execute(
-                _CONVERSATION_PG, {"run_id": run_id}
+                _CONVERSATION_PG, {"run_id": run_id, "after": after}
             ).scalar_one()
             return found
         rows = conn.execute(
             select(messages_t.c.message)
-            .where(messages_t.c.run_id == run_id)
+            .where(messages_t.c.run_id == run_id, messages_t.c.idx > after)
             .order_by(messages_t.c.idx)
         )
         return [r.message for r in rows]

@@ -21,7 +21,7 @@ from pipeline import (
     tool,
     verify_audit,
 )
-from pipeline.store import get_db
+from pipeline.store import get_db, journal
 from pipeline.testing import ScriptedLLMServer
 from tests.support.agents import (
     MODEL,
@@ -108,6 +108,30 @@ def test_tools_run_and_every_llm_call_is_journaled_with_tokens_and_cost(any_db, 
         "tool",
         "assistant",
     ]
+
+
+def test_a_later_step_loads_only_the_messages_committed_since(any_db, inline, llm, monkeypatch):
+    """The conversation kept from a run's earlier step is extended, not loaded again: the
+    time an agent's turn spends loading it does not grow with the conversation."""
+    fetched: list[int] = []
+    fetch = journal._fetch_messages
+
+    def counted(db: Any, run_id: str, *, after: int) -> list[dict[str, Any]]:
+        fetched.append(after)
+        return fetch(db, run_id, after=after)
+
+    monkeypatch.setattr(journal, "_fetch_messages", counted)
+    llm.set_script({"turns": [LOOKUP, {"content": "widget: 42 in stock"}]})
+    rid = start_run(stock_agent().name, {"message": "Is widget in stock?"})
+
+    assert settle(inline, rid).status == "succeeded"
+    # act, reason and verify each load it; the first from the start, the others only what
+    # the step before them committed (the system and user messages, then one at a time).
+    assert fetched[0] == 0 and fetched[1:] == sorted(fetched[1:]) and 0 not in fetched[1:]
+    kept = messages(rid)
+    journal._conversations.clear()
+    assert messages(rid) == kept
+    assert [m["role"] for m in kept] == ["system", "user", "assistant", "tool", "assistant"]
 
 
 def test_a_journaled_llm_response_is_reused_when_the_step_runs_again(any_db, inline, llm, arm):

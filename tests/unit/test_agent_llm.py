@@ -162,7 +162,7 @@ def test_a_reply_without_usage_is_billed_by_estimate():
     class Completion:
         id, model, usage, choices = "c1", None, None, [Choice]
 
-    record = llm.normalise(Completion, MODEL, prompt_estimate=250)
+    record = llm.normalise(Completion, MODEL, prompt_estimate=lambda: 250)
     assert record["model"] == MODEL
     assert record["usage"]["estimated"] is True
     assert record["usage"]["prompt_tokens"] == 250 and record["usage"]["completion_tokens"] >= 100
