@@ -62,10 +62,14 @@ crash = Workflow("bench_crash", version=1)
 
 @crash.step(start=True)
 def work(ctx: StepContext) -> Any:
-    """Says which process began each attempt and when, then works for a while."""
+    """Says which process began each attempt and when, then works for a while: until the
+    run is cancelled (the benchmark cancels it once measured, freeing the worker for the
+    next round's takeover)."""
     import os
     import time
 
     _redis().rpush(f"bench:crash:{ctx.run_id}", f"{os.getpid()} {time.time()}")
-    time.sleep(ctx.state["seconds"])
+    until = time.monotonic() + ctx.state["seconds"]
+    while time.monotonic() < until and not ctx.lease_lost:
+        time.sleep(0.05)
     return Done(None)

@@ -18,7 +18,7 @@ import time
 from bench.harness import Rig, rig
 from bench.procstat import session_pids
 from bench.runner import Result, Scale, rounds_for, scenario
-from pipeline import start_run
+from pipeline import cancel_run, start_run
 
 SETTINGS = {
     "default": {},
@@ -53,6 +53,9 @@ def _one(r: Rig, env: dict[str, str], timeout: float) -> float:
     victim.kill()
     r.workers.remove(victim)
     _, again = _attempts(r, run_id, 2, timeout)[1]
+    # The surviving worker now runs the step: cancelled, it stops within a third of a lease,
+    # so it is free to take over the next round's step (else that one waits for it).
+    cancel_run(run_id, "bench", "measured")
     r.worker(1, env)  # two workers again for the next round
     return again - killed
 
