@@ -125,12 +125,17 @@ def _make_step_task(
 def register_step_tasks(celery: Celery, flows: list[Workflow], settings: Settings) -> None:
     """Register ``<workflow>.<step>`` tasks for every step of ``flows``.
 
-    Versions of one workflow share their tasks (the engine runs the run's own version); the
-    newest version's queue routes a step both have. Queues come from Ravel's settings, not
-    the app's ``task_default_queue``: on a host's app that is the host's queue.
+    Versions of one workflow share their tasks (the engine runs the run's own version): each
+    task name is registered once, from the newest version that has the step (whose queue
+    routes it). Queues come from Ravel's settings, not the app's ``task_default_queue``: on a
+    host's app that is the host's queue.
     """
     options = step_task_options(settings)
-    for flow in flows:
+    registered: set[str] = set()
+    for flow in sorted(flows, key=lambda f: (f.name, -f.version)):
         for step in flow.steps:
+            if f"{flow.name}.{step}" in registered:
+                continue
+            registered.add(f"{flow.name}.{step}")
             queue = flow.broker_queue(step, settings.default_queue)
             _make_step_task(celery, flow, step, queue, options)
