@@ -9,7 +9,17 @@ from typing import Any
 
 from sqlalchemy import event
 
-from pipeline import Done, Next, Workflow, get_run, start_run
+from pipeline import (
+    Done,
+    Next,
+    WaitForApproval,
+    Workflow,
+    approve,
+    get_run,
+    run_history,
+    start_run,
+    verify_audit,
+)
 from pipeline.engine import execute_step
 from pipeline.store import get_db
 from tests.support.inline import InlineDispatcher
@@ -53,11 +63,8 @@ def test_a_step_is_one_claim_and_one_commit(pg_db: str, inline: InlineDispatcher
     # Claim: one autocommit UPDATE..RETURNING that need not wait for its WAL flush.
     # Commit: one autocommit statement, the fenced UPDATE of the run with the INSERTs of the
     # step record and audit events in a data-modifying CTE. No SELECT: the state came back
-    # with the claim. (SQLite: UPDATE, then the INSERTs, in one transaction.)
-    expected = (
-        ["UPDATE", "UPDATE", "INSERT", "INSERT"] if get_db().is_sqlite else ["UPDATE", "WITH"]
-    )
-    assert seen == expected, seen
+    # with the claim.
+    assert seen == ["UPDATE", "WITH"], seen
     inline.drain()
     assert get_run(run_id).result == 1
 
@@ -77,3 +84,47 @@ def test_a_duplicate_wakeup_costs_one_statement(pg_db: str, inline: InlineDispat
         outcome = execute_step(wakeup.run_id, wakeup.seq, wakeup.step, worker="t")
     assert not outcome.claimed
     assert seen == ["UPDATE"]
+
+
+def test_start_run_is_one_statement(pg_db: str, inline: InlineDispatcher) -> None:
+    name = f"lean_{uuid.uuid4().hex[:8]}"
+    flow = Workflow(name)
+
+    @flow.step(start=True)
+    def only(ctx: Any) -> Any:
+        return Done(None)
+
+    start_run(name, {})  # the first records the workflow and reads the database clock
+    with statements() as seen:
+        run_id = start_run(name, {"n": 1})
+    # The run and its run.started event: one INSERT ... RETURNING in a data-modifying CTE.
+    assert seen == ["WITH"], seen
+    assert [e.kind for e in run_history(run_id)] == ["run.started"]
+    assert verify_audit(run_id).ok
+
+
+def test_an_approval_locks_reads_and_decides_in_four_statements(
+    pg_db: str, inline: InlineDispatcher
+) -> None:
+    name = f"lean_{uuid.uuid4().hex[:8]}"
+    flow = Workflow(name)
+
+    @flow.step(start=True)
+    def ask(ctx: Any) -> Any:
+        return WaitForApproval("go?", approvers=["ann"], then="done")
+
+    @flow.step
+    def done(ctx: Any) -> Any:
+        return Done(ctx.wait_result.decision)
+
+    run_id = start_run(name, {})
+    inline.drain()
+    wait = get_run(run_id).wait
+    assert wait is not None
+    wait_id = wait.id
+    with statements() as seen:
+        approve(run_id, "ann", wait_id=wait_id)
+    # The run locked with its open wait, the wait decided, the run made pending, its event.
+    assert seen == ["SELECT", "UPDATE", "UPDATE", "INSERT"], seen
+    inline.drain()
+    assert get_run(run_id).result == "approved"
