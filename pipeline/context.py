@@ -116,6 +116,7 @@ class StepContext:
         kind: str,
         call: Callable[[], Any],
         usage: Callable[[Any], tuple[int, float, str | None]] | None = None,
+        key: str | None = None,
     ) -> Any:
         """Run ``call`` under the journal entry ``name`` (the engine of :meth:`effect`).
 
@@ -124,11 +125,14 @@ class StepContext:
             kind: ``effect``, ``llm`` or ``tool``.
             call: the call to make when no result is journaled.
             usage: maps the JSON result to (tokens, cost in USD, model), for paid calls.
+            key: the idempotency key ``call`` sends, to journal with it, when it is not this
+                step's :meth:`idempotency_key` (a retried call of an earlier step keeps the
+                key its first call carried).
         """
         entry = self.journal().get(name)
         if entry is not None and entry.done:
             return entry.result
-        key = self.idempotency_key(name)
+        key = key or self.idempotency_key(name)
         # Fenced: written only while this attempt holds the run, and returns the entry as it
         # is now, so a cancelled run or a zombie whose journal is stale starts no call.
         now = journal.begin_call(self._db, self.run_id, self.seq, name, kind, key, self._fencing)

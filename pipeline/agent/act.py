@@ -203,7 +203,7 @@ def _run(ctx: StepContext, tool: Tool, args: dict[str, Any], name: str, key: str
 
     before = ctx.journal().get(name)
     try:
-        result = ctx.journaled(name, "tool", call)
+        result = ctx.journaled(name, "tool", call, key=key)
     except Exception as exc:
         if raised:  # record that this start ended in an error, so a retry is not "unknown"
             starts = before.calls + 1 if before is not None else 1

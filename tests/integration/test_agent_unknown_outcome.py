@@ -129,6 +129,9 @@ def test_an_operator_may_retry_an_unknown_outcome_with_the_same_key(sqlite_db, i
 
     assert run.status == "succeeded", run.error
     assert len(payments) == 2 and payments[0] == payments[1]
+    # The journal records the key the call carried (the first call's), not one of its own.
+    keys = {r.idempotency_key for r in ledger(rid) if r.name == "tool:call_0_0"}
+    assert keys == {payments[0]}
 
 
 def test_an_operator_rejecting_an_unknown_outcome_fails_the_run(sqlite_db, inline, llm, arm):
