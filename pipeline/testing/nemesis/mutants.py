@@ -34,14 +34,16 @@ def _unfenced_begin_call(
     return journal.JournalEntry(name, kind, "started", key, 1, None, 0, 0.0, None, None)
 
 
-def _twice(self: StepContext, name: str, kind: str, call: Any, usage: Any = None) -> Any:
+def _twice(
+    self: StepContext, name: str, kind: str, call: Any, usage: Any = None, key: str | None = None
+) -> Any:
     """``journaled`` that calls the function once more before journaling its result."""
 
     def doubled() -> Any:
         call()
         return call()
 
-    return _journaled(self, name, kind, doubled, usage)
+    return _journaled(self, name, kind, doubled, usage, key)
 
 
 def apply(name: str) -> None:
