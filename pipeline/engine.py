@@ -103,12 +103,13 @@ def _execute_step(
 ) -> StepOutcome:
     db = get_db()
     settings = get_settings()
-    served = _served(workflow, step)
-    if workflow is not None and version is not None and (workflow, version) not in served:
-        _leave_for_another_worker(db, run_id, seq, workflow, version)
-        return NOTHING_TO_DO
     if workflow is not None and version is not None:
+        if version not in served_versions(workflow):
+            _leave_for_another_worker(db, run_id, seq, workflow, version)
+            return NOTHING_TO_DO
         served = [(workflow, version)]  # the wake-up's own version, which this worker serves
+    else:
+        served = _served(workflow, step)
     claim = store.claim(db, run_id, seq, step, settings.lease_seconds, worker, served)
     if claim is None:
         return NOTHING_TO_DO
