@@ -25,7 +25,7 @@ from pipeline.views import RunView, WaitResult
 from pipeline.web import openapi
 from pipeline.web.auth import require
 from pipeline.web.body import field, json_body, query
-from pipeline.web.errors import ApiError, body, code_of, status_of
+from pipeline.web.errors import ApiError, body, code_of, status_of, unexpected
 from pipeline.web.keys import Role
 from pipeline.web.pages import (
     approvals_page,
@@ -275,17 +275,7 @@ blueprint.register_error_handler(HTTPException, http_error)
 
 @blueprint.errorhandler(Exception)
 def _unexpected(exc: Exception) -> Response:
-    error_id = uuid.uuid4().hex[:12]
-    log.error("error %s on %s %s", error_id, request.method, request.path, exc_info=exc)
-    return _json(
-        body(
-            "internal_error",
-            f"an unexpected error occurred; the server log has "
-            f"the details under error id {error_id}",
-            error_id=error_id,
-        ),
-        500,
-    )
+    return _json(unexpected(request.method, request.path, exc), 500)
 
 
 __all__ = ["blueprint", "http_error"]

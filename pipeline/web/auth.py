@@ -23,6 +23,25 @@ def keys_path() -> Path:
     return Path(configured) if configured else keys.keys_file()
 
 
+def key_ring() -> keys.KeyRing:
+    """The keys file, read now (a revoked key stops working at once).
+
+    Raises:
+        ApiError: 503 when the file cannot be read; the reason goes to the server log only.
+    """
+    try:
+        return keys.load(keys_path())
+    except ConfigurationError as exc:
+        # The reason names files on the server: for its operator, not for any caller.
+        log.error("API keys cannot be loaded: %s", exc)
+        raise ApiError(
+            503,
+            "keys_misconfigured",
+            "this server's API keys configuration cannot "
+            "be read; its operator finds the reason in the server log",
+        ) from None
+
+
 def _unauthorized(message: str, *, invalid: bool = False) -> ApiError:
     challenge = _CHALLENGE + (', error="invalid_token"' if invalid else "")
     return ApiError(401, "unauthorized", message, {"WWW-Authenticate": challenge})
@@ -40,18 +59,7 @@ def _from_key() -> Caller:
     secret = secret.strip()
     if scheme.lower() != "bearer" or not secret or len(secret) > 500:
         raise _unauthorized("malformed Authorization header; send `Authorization: Bearer <key>`")
-    path = keys_path()
-    try:
-        ring = keys.load(path)
-    except ConfigurationError as exc:
-        # The reason names files on the server: for its operator, not for any caller.
-        log.error("API keys cannot be loaded: %s", exc)
-        raise ApiError(
-            503,
-            "keys_misconfigured",
-            "this server's API keys configuration cannot "
-            "be read; its operator finds the reason in the server log",
-        ) from None
+    ring = key_ring()
     if not ring.keys:
         raise _unauthorized(
             "no API keys are configured on this server; its operator creates "
@@ -100,4 +108,4 @@ def require(role: Role) -> Caller:
     return caller
 
 
-__all__ = ["authenticate", "keys_path", "require"]
+__all__ = ["authenticate", "key_ring", "keys_path", "require"]

@@ -6,10 +6,14 @@ Framework-free, so the Flask blueprint and the Django views answer alike:
 
 from __future__ import annotations
 
+import logging
 import re
+import uuid
 from typing import Any
 
 from pipeline import errors
+
+log = logging.getLogger("ravel.web")
 
 #: Ravel's errors and the status each one is answered with; the most specific class wins.
 STATUS: dict[type[errors.PipelineError], int] = {
@@ -67,4 +71,16 @@ def body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": code, "message": " ".join(str(message).split()), **extra}
 
 
-__all__ = ["STATUS", "ApiError", "body", "code_of", "status_of"]
+def unexpected(method: str, path: str, exc: BaseException) -> dict[str, Any]:
+    """Log an unexpected error under a new id; the body that tells the caller that id only
+    (no traceback or message reaches a caller)."""
+    error_id = uuid.uuid4().hex[:12]
+    log.error("error %s on %s %s", error_id, method, path, exc_info=exc)
+    return body(
+        "internal_error",
+        f"an unexpected error occurred; the server log has the details under error id {error_id}",
+        error_id=error_id,
+    )
+
+
+__all__ = ["STATUS", "ApiError", "body", "code_of", "status_of", "unexpected"]

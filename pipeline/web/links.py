@@ -28,6 +28,7 @@ from pipeline.approval_links import (
     use_link,
 )
 from pipeline.views import WaitView
+from pipeline.web.errors import unexpected
 
 log = logging.getLogger("ravel.web")
 
@@ -205,14 +206,8 @@ def _unexpected(exc: Exception) -> Any:
 
     if isinstance(exc, HTTPException):
         return _page(exc.name or "Error", exc.code or 500, message=exc.description)
-    error_id = uuid.uuid4().hex[:12]
-    log.error("error %s on %s %s", error_id, request.method, request.path, exc_info=exc)
-    return _page(
-        "Something went wrong",
-        500,
-        message=f"an unexpected error occurred; the "
-        f"server log has the details under error id {error_id}",
-    )
+    found = unexpected(request.method, request.path, exc)
+    return _page("Something went wrong", 500, message=found["message"])
 
 
 __all__ = ["MAX_FORM_BYTES", "blueprint"]

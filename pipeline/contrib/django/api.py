@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +21,7 @@ from pipeline.errors import PipelineError
 from pipeline.views import WaitResult
 from pipeline.web.api import _canonical, _wait_id
 from pipeline.web.body import body_limit, field, parse_json, query_args
-from pipeline.web.errors import ApiError, body, code_of, status_of
+from pipeline.web.errors import ApiError, body, code_of, status_of, unexpected
 from pipeline.web.keys import Caller, Role
 from pipeline.web.pages import (
     approvals_page,
@@ -70,17 +69,7 @@ def _error(request: HttpRequest, exc: Exception) -> HttpResponse:
         if status >= 500:
             log.warning("%s %s: %s", request.method, request.path, exc)
         return _answer(body(code_of(exc), str(exc) or type(exc).__name__), status)
-    error_id = uuid.uuid4().hex[:12]
-    log.error("error %s on %s %s", error_id, request.method, request.path, exc_info=exc)
-    return _answer(
-        body(
-            "internal_error",
-            f"an unexpected error occurred; the server log has "
-            f"the details under error id {error_id}",
-            error_id=error_id,
-        ),
-        500,
-    )
+    return _answer(unexpected(request.method or "?", request.path, exc), 500)
 
 
 def route(role: Role, method: str) -> Callable[[View], View]:

@@ -7,7 +7,6 @@ import functools
 import json
 import logging
 import posixpath
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 from pipeline.errors import PipelineError
 from pipeline.redact import redact
 from pipeline.web.dashboard import session as signed
-from pipeline.web.errors import ApiError, code_of, status_of
+from pipeline.web.errors import ApiError, code_of, status_of, unexpected
 from pipeline.web.keys import Caller, Role
 
 log = logging.getLogger("ravel.web.dashboard")
@@ -222,13 +221,8 @@ def _http_error(exc: HTTPException) -> Response:
 
 @blueprint.errorhandler(Exception)
 def _unexpected(exc: Exception) -> Response:
-    error_id = uuid.uuid4().hex[:12]
-    log.error("error %s on %s %s", error_id, request.method, request.path, exc_info=exc)
-    return error_page(
-        500,
-        "internal_error",
-        f"an unexpected error occurred; the server log has the details under error id {error_id}",
-    )
+    found = unexpected(request.method, request.path, exc)
+    return error_page(500, found["error"], found["message"])
 
 
 def routing_error(exc: HTTPException, root: str) -> Response:

@@ -22,8 +22,7 @@ from flask import current_app, request, session
 
 from pipeline.errors import ConfigurationError
 from pipeline.settings import get_settings
-from pipeline.web import keys
-from pipeline.web.auth import keys_path
+from pipeline.web.auth import key_ring
 from pipeline.web.errors import ApiError
 from pipeline.web.keys import Caller
 
@@ -80,19 +79,6 @@ def _stored_secret(path: Path) -> str:
     )
 
 
-def _ring() -> keys.KeyRing:
-    try:
-        return keys.load(keys_path())
-    except ConfigurationError as exc:
-        log.error("API keys cannot be loaded: %s", exc)
-        raise ApiError(
-            503,
-            "keys_misconfigured",
-            "this server's API keys configuration cannot "
-            "be read; its operator finds the reason in the server log",
-        ) from None
-
-
 def host_caller() -> Caller | None:
     """The caller the host app's ``RAVEL_API_IDENTITY`` hook names (its own login), or None."""
     hook = current_app.config.get("RAVEL_API_IDENTITY")
@@ -116,7 +102,7 @@ def current_caller() -> Caller | None:
         sign_out()
         return None
     match = None
-    for key in _ring().keys:  # every entry compared: the time says nothing about which
+    for key in key_ring().keys:  # every entry compared: the time says nothing about which
         if hmac.compare_digest(digest, key.sha256):
             match = key
     if match is None:  # revoked since
@@ -127,7 +113,7 @@ def current_caller() -> Caller | None:
 
 def sign_in(secret: str) -> Caller | None:
     """Start a session for the key ``secret``; None (and no session) if it is not valid."""
-    found = _ring().find(secret.strip()) if 0 < len(secret.strip()) <= 500 else None
+    found = key_ring().find(secret.strip()) if 0 < len(secret.strip()) <= 500 else None
     if found is None:
         return None
     session.clear()  # a new session: nothing from before sign-in carries over (fixation)
