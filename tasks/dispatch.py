@@ -5,11 +5,32 @@ from __future__ import annotations
 import functools
 
 from celery import Celery
+from kombu.entity import Queue
 
 from pipeline.dispatch import Dispatcher
-from pipeline.settings import get_settings
+from pipeline.settings import Settings, get_settings
 from pipeline.store.decisions import Wakeup
 from tasks.config import celery_config, task_queue
+
+#: queue name: (the settings it was declared for, its declaration)
+_declarations: dict[str, tuple[Settings, Queue]] = {}
+
+
+def _declaration(name: str) -> Queue:
+    """:func:`task_queue` of ``name`` under the current settings, built once per queue.
+
+    Every start and decision publishes, and building a ``Queue`` costs more than the rest of
+    what this module does per message. Sharing one is what Celery does with the queues it
+    knows (kombu binds a copy of a declaration to each channel, never the original). It is
+    rebuilt when the settings are reloaded, which the declaration depends on.
+    """
+    settings = get_settings()
+    found = _declarations.get(name)
+    if found is not None and found[0] is settings:
+        return found[1]
+    queue = task_queue(name, settings)
+    _declarations[name] = (settings, queue)
+    return queue
 
 
 def publisher(celery: Celery) -> Dispatcher:
@@ -23,7 +44,7 @@ def publisher(celery: Celery) -> Dispatcher:
             # The declaration, not the name: a host's app that does not know Ravel's queues
             # would declare a missing one with its own defaults (a classic queue on RabbitMQ,
             # which the workers' quorum declaration then conflicts with).
-            queue=task_queue(queue, get_settings()),
+            queue=_declaration(queue),
             # Workers accept JSON only, whatever a host's app serializes its own tasks with.
             serializer="json",
             ignore_result=True,

@@ -120,38 +120,29 @@ def create_run(
         step,
         {"workflow": workflow, "version": version, "idempotency_key": idempotency_key},
     )
-    row = {
+    values = {
         "id": run_id,
         "workflow": workflow,
         "workflow_version": version,
-        "status": RunStatus.PENDING.value,
         "step": step,
-        "seq": 0,
-        "attempt": 0,
-        "recorded_attempt": 0,
-        "retry_base": 0,
-        "fencing": 0,
-        "version": 0,
         "input": input,
-        "state": dict(input),
         "idempotency_key": idempotency_key,
-        "published_at": now,
+        "now": now,
         "redispatch_at": now + timedelta(seconds=redispatch_after),
         "audit_seq": chain.seq,
         "audit_head": chain.head,
-        "message_count": 0,
-        "created_at": now,
-        "updated_at": now,
     }
     try:
         if db.is_sqlite:
+            row = {**values, **_NEW_RUN, "state": dict(input)}
+            row.update(published_at=row.pop("now"), created_at=now, updated_at=now)
             with db.begin() as conn:
                 conn.execute(insert(runs_t).values(**row))
                 chain.flush(conn)
         else:  # the run and its first audit event: one statement, one round trip
-            head, types = _insert_run_sql(tuple(row))
+            head, types = _insert_run_sql()
             with db.autocommit() as conn:
-                one_statement.execute(conn, head, types, row, [(audit_t, chain.take())])
+                one_statement.execute(conn, head, types, values, [(audit_t, chain.take())])
     except IntegrityError:
         # Two callers raced with the same idempotency key: the first insert won.
         if idempotency_key is None:
@@ -163,12 +154,49 @@ def create_run(
     return run_id, True
 
 
+#: What every new run starts with, whatever its workflow and input.
+_NEW_RUN: dict[str, Any] = {
+    "status": RunStatus.PENDING.value,
+    "seq": 0,
+    "attempt": 0,
+    "recorded_attempt": 0,
+    "retry_base": 0,
+    "fencing": 0,
+    "version": 0,
+    "message_count": 0,
+}
+
+
 @functools.cache
-def _insert_run_sql(columns: tuple[str, ...]) -> tuple[str, dict[str, TypeEngine[Any]]]:
-    """``INSERT INTO ravel_runs (...) VALUES (...)`` of ``columns`` and their types."""
-    values = ", ".join(f":{name}" for name in columns)
-    head = f"INSERT INTO {runs_t.name} ({', '.join(columns)}) VALUES ({values})"
-    return head, {name: runs_t.c[name].type for name in columns}
+def _insert_run_sql() -> tuple[str, dict[str, TypeEngine[Any]]]:
+    """The ``INSERT`` of a new run on PostgreSQL and the types of its parameters.
+
+    It is on every ``start_run``, so it binds only what differs from run to run: the
+    constants of :data:`_NEW_RUN` are literals in its text, the state is the input parameter
+    again and the three timestamps one ``now`` parameter (each value encoded and sent once).
+    """
+    # column: its parameter
+    bound = {
+        "id": "id",
+        "workflow": "workflow",
+        "workflow_version": "workflow_version",
+        "step": "step",
+        "input": "input",
+        "state": "input",
+        "idempotency_key": "idempotency_key",
+        "published_at": "now",
+        "created_at": "now",
+        "updated_at": "now",
+        "redispatch_at": "redispatch_at",
+        "audit_seq": "audit_seq",
+        "audit_head": "audit_head",
+    }
+    values = [f":{param}" for param in bound.values()]
+    values += [f"'{c}'" if isinstance(c, str) else str(int(c)) for c in _NEW_RUN.values()]
+    columns = ", ".join([*bound, *_NEW_RUN])
+    head = f"INSERT INTO {runs_t.name} ({columns}) VALUES ({', '.join(values)})"
+    # A parameter bound to several columns is bound to columns of one type.
+    return head, {param: runs_t.c[column].type for column, param in bound.items()}
 
 
 def find_by_idempotency_key(db: Database, key: str) -> str | None:
