@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, Row, and_, bindparam, insert, or_, select, update
@@ -181,7 +180,9 @@ def _settled(wait: Row[Any], decision: str) -> Decision:
     )
 
 
-def _refuse(conn: Connection, run: Row[Any], wait: Row[Any], decision: str, actor: str) -> Decision:
+def _refuse(
+    conn: Connection, run: Row[Any], wait: Row[Any] | _OpenWait, decision: str, actor: str
+) -> Decision:
     """Put a refused decision on the audit record; the caller raises after the commit."""
     chain = Chain(run.id, run.audit_seq, run.audit_head)
     chain.append(
@@ -238,14 +239,17 @@ def decide(
         return Decision(wait.id, decision, actor, run.now, wakeup, principal=principal)
 
 
-# The run's columns a decision reads (not its input and state), the database clock, and its
-# open wait if any: one statement that also locks the run row (not the wait's).
+# The run's columns a decision reads (not its input and state), the database clock, and the
+# columns of its open wait a decision reads (not its prompt or data, which would be decoded
+# for nothing on every approval), if it has one: one statement that also locks the run row
+# (not the wait's).
+_OPEN_WAIT_COLUMNS = ("id", "kind", "name", "approvers", "expires_at")
 _LOCK_WITH_OPEN_WAIT = (
     select(
         *(runs_t.c[name] for name in ("id", "workflow", "workflow_version", "status", "step")),
         *(runs_t.c[name] for name in ("seq", "audit_seq", "audit_head")),
         db_now().label("now"),
-        *(c.label(f"wait_{c.name}") for c in waits_t.c),
+        *(waits_t.c[name].label(f"wait_{name}") for name in _OPEN_WAIT_COLUMNS),
     )
     .select_from(
         runs_t.outerjoin(
@@ -257,15 +261,27 @@ _LOCK_WITH_OPEN_WAIT = (
 )
 
 
-def _lock_with_open_wait(conn: Connection, run_id: str) -> tuple[Any, Any]:
+@dataclass(frozen=True, slots=True)
+class _OpenWait:
+    """What a decision reads of the run's open wait (:data:`_OPEN_WAIT_COLUMNS`)."""
+
+    id: str
+    kind: str
+    name: str | None
+    approvers: list[str] | None
+    expires_at: datetime | None
+
+
+def _lock_with_open_wait(conn: Connection, run_id: str) -> tuple[Any, _OpenWait | None]:
     """The run (locked, with ``now``) and its open wait (None if it has none)."""
     row = conn.execute(_LOCK_WITH_OPEN_WAIT, {"w_id": run_id}).first()
     if row is None:
         raise errors.RunNotFound(f"no run with id {run_id}; list runs with `ravel runs list`")
     if row.wait_id is None:
         return row, None
-    fields = row._mapping
-    return row, SimpleNamespace(**{c.name: fields[f"wait_{c.name}"] for c in waits_t.c})
+    return row, _OpenWait(
+        row.wait_id, row.wait_kind, row.wait_name, row.wait_approvers, row.wait_expires_at
+    )
 
 
 def _no_open_wait(
