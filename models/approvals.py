@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, JSONType
+from models.base import Base, IdType, JSONType
 
 
 class SlackMessage(Base):
@@ -31,9 +31,9 @@ class SlackMessage(Base):
 
     # The primary key is the uniqueness that makes a second post for one wait impossible.
     wait_id: Mapped[str] = mapped_column(
-        ForeignKey("ravel_waits.id", ondelete="CASCADE"), primary_key=True
+        IdType, ForeignKey("ravel_waits.id", ondelete="CASCADE"), primary_key=True
     )
-    run_id: Mapped[str] = mapped_column(ForeignKey("ravel_runs.id", ondelete="CASCADE"))
+    run_id: Mapped[str] = mapped_column(IdType, ForeignKey("ravel_runs.id", ondelete="CASCADE"))
     # pending | sent | failed (gave up) | dropped (the wait closed before it was posted)
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -54,8 +54,8 @@ class ApprovalLink(Base):
 
     # SHA-256 of the secret token: the token itself is never stored.
     token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
-    wait_id: Mapped[str] = mapped_column(ForeignKey("ravel_waits.id", ondelete="CASCADE"))
-    run_id: Mapped[str] = mapped_column(ForeignKey("ravel_runs.id", ondelete="CASCADE"))
+    wait_id: Mapped[str] = mapped_column(IdType, ForeignKey("ravel_waits.id", ondelete="CASCADE"))
+    run_id: Mapped[str] = mapped_column(IdType, ForeignKey("ravel_runs.id", ondelete="CASCADE"))
     principal: Mapped[str] = mapped_column(String(200))
     # The groups the link's creator vouched for (for approvers naming ``group:...``).
     groups: Mapped[list[str]] = mapped_column(JSONType)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, MetaData, Table
+from sqlalchemy import JSON, DateTime, LargeBinary, MetaData, String, Table, Uuid
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
@@ -57,6 +57,33 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 # JSONB on PostgreSQL (indexable, compact), plain JSON text elsewhere.
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+# The id of a run or a wait, a str UUID in Python: a native ``uuid`` on PostgreSQL (16 bytes
+# instead of 37, in every row and index entry that names a run), its text on SQLite.
+IdType = Uuid(as_uuid=False).with_variant(String(36), "sqlite")
+
+
+class HexDigest(TypeDecorator[str]):
+    """A SHA-256 digest, hex text in Python: its 32 bytes (``bytea``) on PostgreSQL, where
+    the audit log keeps one per event, and the 64-character text on SQLite."""
+
+    impl = String(64)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(LargeBinary())
+        return dialect.type_descriptor(String(64))
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> Any:
+        if value is None or dialect.name != "postgresql":
+            return value
+        return bytes.fromhex(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None or isinstance(value, str):
+            return value
+        return bytes(value).hex()
 
 
 class Base(DeclarativeBase):

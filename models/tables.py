@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, JSONType, RunStatusValues
+from models.base import Base, HexDigest, IdType, JSONType, RunStatusValues
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
 AutoId = BigInteger().with_variant(Integer(), "sqlite")
@@ -112,7 +112,7 @@ class Run(Base):
         ),
     )
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    id: Mapped[str] = mapped_column(IdType, primary_key=True)
     workflow: Mapped[str] = mapped_column(String(200))
     workflow_version: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16))
@@ -145,11 +145,11 @@ class Run(Base):
     # (backing off while it stays pending), so the reaper's query returns only what is due.
     redispatch_at: Mapped[datetime | None]
     audit_seq: Mapped[int] = mapped_column(Integer, default=0)
-    audit_head: Mapped[str] = mapped_column(String(64), default="")
+    audit_head: Mapped[str] = mapped_column(HexDigest, default="")
     message_count: Mapped[int] = mapped_column(Integer, default=0)
     # A fork: the run it was forked from and the step seq it started at (no foreign key: the
     # original may be deleted while its forks stay).
-    forked_from: Mapped[str | None] = mapped_column(String(36))
+    forked_from: Mapped[str | None] = mapped_column(IdType)
     forked_from_seq: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -162,7 +162,7 @@ class StepRecord(Base):
     __table_args__ = (UniqueConstraint("run_id", "seq", "attempt", name="uq_ravel_steps_attempt"),)
 
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("ravel_runs.id", ondelete="CASCADE"))
+    run_id: Mapped[str] = mapped_column(IdType, ForeignKey("ravel_runs.id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(Integer)
     attempt: Mapped[int] = mapped_column(Integer)
     step: Mapped[str] = mapped_column(String(200))
@@ -189,7 +189,7 @@ class Effect(Base):
     __tablename__ = "ravel_effects"
 
     run_id: Mapped[str] = mapped_column(
-        ForeignKey("ravel_runs.id", ondelete="CASCADE"), primary_key=True
+        IdType, ForeignKey("ravel_runs.id", ondelete="CASCADE"), primary_key=True
     )
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(300), primary_key=True)
@@ -213,7 +213,7 @@ class Message(Base):
     __tablename__ = "ravel_messages"
 
     run_id: Mapped[str] = mapped_column(
-        ForeignKey("ravel_runs.id", ondelete="CASCADE"), primary_key=True
+        IdType, ForeignKey("ravel_runs.id", ondelete="CASCADE"), primary_key=True
     )
     idx: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(Integer)
@@ -235,16 +235,17 @@ class Wait(Base):
             postgresql_where=text("decided_at IS NULL"),
             sqlite_where=text("decided_at IS NULL"),
         ),
+        # Open waits with a deadline: approvals without one are most of what is parked.
         Index(
             "ix_ravel_waits_open_expiry",
             "expires_at",
-            postgresql_where=text("decided_at IS NULL"),
-            sqlite_where=text("decided_at IS NULL"),
+            postgresql_where=text("decided_at IS NULL AND expires_at IS NOT NULL"),
+            sqlite_where=text("decided_at IS NULL AND expires_at IS NOT NULL"),
         ),
     )
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("ravel_runs.id", ondelete="CASCADE"))
+    id: Mapped[str] = mapped_column(IdType, primary_key=True)
+    run_id: Mapped[str] = mapped_column(IdType, ForeignKey("ravel_runs.id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(Integer)
     # approval | event
     kind: Mapped[str] = mapped_column(String(16))
@@ -269,13 +270,13 @@ class InboundEvent(Base):
     __table_args__ = (Index("ix_ravel_inbound_events_run_name", "run_id", "name"),)
 
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("ravel_runs.id", ondelete="CASCADE"))
+    run_id: Mapped[str] = mapped_column(IdType, ForeignKey("ravel_runs.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(200))
     payload: Mapped[Any | None] = mapped_column(JSONType)
     actor: Mapped[str | None] = mapped_column(String(200))
     received_at: Mapped[datetime]
     consumed_at: Mapped[datetime | None]
-    wait_id: Mapped[str | None] = mapped_column(String(36))
+    wait_id: Mapped[str | None] = mapped_column(IdType)
 
 
 class AuditEvent(Base):
@@ -284,7 +285,7 @@ class AuditEvent(Base):
     __tablename__ = "ravel_audit"
 
     run_id: Mapped[str] = mapped_column(
-        ForeignKey("ravel_runs.id", ondelete="CASCADE"), primary_key=True
+        IdType, ForeignKey("ravel_runs.id", ondelete="CASCADE"), primary_key=True
     )
     idx: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(64))
@@ -292,5 +293,6 @@ class AuditEvent(Base):
     at: Mapped[datetime]
     step: Mapped[str | None] = mapped_column(String(200))
     data: Mapped[dict[str, Any]] = mapped_column(JSONType)
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
+    # The chain's link: the hash of the previous event and of every field of this one (the
+    # previous event's hash is that row's ``hash``; it is not stored twice).
+    hash: Mapped[str] = mapped_column(HexDigest)

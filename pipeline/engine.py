@@ -11,6 +11,7 @@ from typing import Any
 from pipeline import dispatch, faults, metrics, notify, telemetry
 from pipeline.context import AttemptFenced, StepContext
 from pipeline.errors import InvalidInput, InvalidStepResult
+from pipeline.ids import parse_id
 from pipeline.jsonutil import Limit, copy_json, to_json_value
 from pipeline.lease import keeper
 from pipeline.redact import redact, redact_text, storable_text
@@ -101,6 +102,10 @@ def _execute_step(
     workflow: str | None,
     version: int | None,
 ) -> StepOutcome:
+    if parse_id(run_id) is None:
+        # Only a hand-made or corrupted message names no run: nothing to claim.
+        log.warning("wake-up for %r ignored: not a run id", str(run_id)[:80])
+        return NOTHING_TO_DO
     db = get_db()
     settings = get_settings()
     if workflow is not None and version is not None:

@@ -39,7 +39,6 @@ class Chain:
                 "at": at,
                 "step": step,
                 "data": data,
-                "prev_hash": self.head,
                 "hash": digest,
             }
         )

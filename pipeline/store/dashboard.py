@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, and_, cast, or_, select
+from sqlalchemy import ColumnElement, Text, and_, cast, or_, select
 
 from pipeline.status import RunStatus
 from pipeline.store._db import Database
@@ -61,18 +61,33 @@ def _conditions(where: RunFilter) -> list[Any]:
     if where.until is not None:
         found.append(runs_t.c.created_at < where.until)
     if where.text:
-        text = where.text.strip().lower()
-        prefix = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        # Ids are stored as lowercase UUID text: a prefix uses the primary key's index on
-        # PostgreSQL (text_pattern_ops aside, a range scan); the input is a scan within the
-        # other filters.
-        found.append(
-            or_(
-                runs_t.c.id.like(prefix, escape="\\"),
-                cast(runs_t.c.input, Text).ilike(_like(where.text.strip()), escape="\\"),
-            )
+        # The input is a scan within the other filters; an id's first characters are a range
+        # of the primary key's index.
+        matches: ColumnElement[bool] = cast(runs_t.c.input, Text).ilike(
+            _like(where.text.strip()), escape="\\"
         )
+        ids = _id_range(where.text.strip().lower())
+        if ids is not None:
+            matches = or_(runs_t.c.id.between(*ids), matches)
+        found.append(matches)
     return found
+
+
+_LOWEST_ID = "00000000-0000-0000-0000-000000000000"
+_HIGHEST_ID = "ffffffff-ffff-ffff-ffff-ffffffffffff"
+
+
+def _id_range(prefix: str) -> tuple[str, str] | None:
+    """The lowest and highest ids that start with ``prefix`` (lowercase), or None if no id
+    can: ids are compared as UUIDs on PostgreSQL and as their text on SQLite, and the range
+    of a prefix is the same in both orders."""
+    if not prefix or len(prefix) > len(_LOWEST_ID):
+        return None
+    for char, shape in zip(prefix, _LOWEST_ID, strict=False):
+        if (char == "-") != (shape == "-") or char not in "0123456789abcdef-":
+            return None
+    rest = len(prefix)
+    return prefix + _LOWEST_ID[rest:], prefix + _HIGHEST_ID[rest:]
 
 
 def search_runs(

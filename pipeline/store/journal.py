@@ -71,7 +71,7 @@ def begin_call(
     """
     holder = (
         select(
-            literal(run_id).label("run_id"),
+            literal(run_id, effects_t.c.run_id.type).label("run_id"),
             literal(seq).label("seq"),
             literal(name).label("name"),
             literal(kind).label("kind"),

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import JSON, Connection, Dialect, MetaData, Table, TextClause, bindparam, text
 from sqlalchemy.types import TypeEngine
 
+from models.base import HexDigest
 from pipeline.jsonutil import UNSTORABLE_IN_JSON
 from pipeline.store._db import dumps, json_default
 
@@ -98,12 +99,27 @@ def _statement(
     for name, columns in shape:
         assert metadata is not None
         table = metadata.tables[name]
-        defs = ", ".join(f"{c} {table.c[c].type.compile(dialect=dialect)}" for c in columns)
+        defs = ", ".join(f"{c} {_json_type(table, c, dialect)}" for c in columns)
+        values = ", ".join(_from_json(table, c) for c in columns)
         ctes.append(
-            f"ins_{name} AS (INSERT INTO {name} ({', '.join(columns)}) SELECT r.* FROM head, "
-            f"jsonb_to_recordset(CAST(:rows_{name} AS JSONB)) AS r({defs}))"
+            f"ins_{name} AS (INSERT INTO {name} ({', '.join(columns)}) SELECT {values} FROM "
+            f"head, jsonb_to_recordset(CAST(:rows_{name} AS JSONB)) AS r({defs}))"
         )
     return text("WITH " + ",\n".join(ctes) + "\nSELECT count(*) FROM head").bindparams(*binds)
+
+
+def _json_type(table: Table, column: str, dialect: Dialect) -> str:
+    """The type a column's JSON value is read as: a digest arrives as its hex text."""
+    if isinstance(table.c[column].type, HexDigest):
+        return "text"
+    return str(table.c[column].type.compile(dialect=dialect))
+
+
+def _from_json(table: Table, column: str) -> str:
+    """The value inserted into a column, from the record read out of the JSON."""
+    if isinstance(table.c[column].type, HexDigest):
+        return f"decode(r.{column}, 'hex')"
+    return f"r.{column}"
 
 
 __all__ = ["Inserts", "execute"]

@@ -110,7 +110,7 @@ class AuditRecord:
     at: datetime
     step: str | None
     data: dict[str, Any]
-    prev_hash: str
+    # The hash of the previous event and of this one's fields (the chain's link).
     hash: str
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, pool, text
 
 from pipeline import (
     Done,
@@ -21,7 +21,8 @@ from pipeline import (
     verify_audit,
 )
 from pipeline.audit import event_hash
-from pipeline.store import get_db
+from pipeline.migrate import downgrade, upgrade
+from pipeline.store import get_db, reset_db, runs
 from tests.integration._engine_support import kinds, reap_until, status, unique
 
 
@@ -137,37 +138,43 @@ def test_deleted_last_event_is_detected(any_db, inline):
     assert result.first_bad_idx == last
 
 
+def _digest(param: str) -> str:
+    # PostgreSQL stores a digest's 32 bytes; SQLite its hex text.
+    return param if get_db().is_sqlite else f"decode({param}, 'hex')"
+
+
+def _hash_of(run_id: str, idx: int) -> str:
+    """An event's stored hash (the one the next event is chained to)."""
+    (event,) = [e for e in runs.history(get_db(), run_id) if e.idx == idx]
+    return event.hash
+
+
 def test_rehashed_edit_is_detected_downstream(any_db, inline):
-    """Editing a row's hash to match its new content breaks the next row's prev_hash."""
+    """Editing a row's hash to match its new content breaks the next row's link."""
     rid = _finished_run(inline)
     row = run_history(rid)[1]
     data = {"attempt": 5}
-    with get_db().engine.connect() as conn:
-        prev = conn.execute(
-            text("SELECT prev_hash FROM ravel_audit WHERE run_id = :r AND idx = 2"), {"r": rid}
-        ).scalar_one()
-    forged = event_hash(prev, rid, 2, row.kind, row.actor, row.at, row.step, data)
+    forged = event_hash(_hash_of(rid, 1), rid, 2, row.kind, row.actor, row.at, row.step, data)
     _sql(
-        f"UPDATE ravel_audit SET data = {_json(':d')}, hash = :h WHERE run_id = :r AND idx = 2",
+        f"UPDATE ravel_audit SET data = {_json(':d')}, hash = {_digest(':h')} "
+        "WHERE run_id = :r AND idx = 2",
         d='{"attempt": 5}',
         h=forged,
         r=rid,
     )
     result = verify_audit(rid)
     assert not result.ok and result.first_bad_idx == 3
+    assert "re-hashed" in result.problem
 
 
 def test_rehashed_last_event_is_detected_by_the_recorded_head(any_db, inline):
     rid = _finished_run(inline)
     last = run_history(rid)[-1]
-    with get_db().engine.connect() as conn:
-        prev = conn.execute(
-            text("SELECT prev_hash FROM ravel_audit WHERE run_id = :r AND idx = :i"),
-            {"r": rid, "i": last.idx},
-        ).scalar_one()
+    prev = _hash_of(rid, last.idx - 1)
     forged = event_hash(prev, rid, last.idx, last.kind, "mallory", last.at, last.step, last.data)
     _sql(
-        "UPDATE ravel_audit SET actor = 'mallory', hash = :h WHERE run_id = :r AND idx = :i",
+        f"UPDATE ravel_audit SET actor = 'mallory', hash = {_digest(':h')} "
+        "WHERE run_id = :r AND idx = :i",
         h=forged,
         r=rid,
         i=last.idx,
@@ -198,3 +205,25 @@ def test_refusals_and_operator_actions_keep_the_chain_valid(any_db, inline):
     inline.drain()
     assert kinds(rid).count("wait.refused") == 2
     assert verify_audit(rid).ok
+
+
+def test_a_chain_survives_the_migrations_down_and_up(any_db, inline):
+    """Revision 0005 dropped ``prev_hash`` (and on PostgreSQL retyped ids and hashes): going
+    down restores each event's ``prev_hash`` from the event before it, and a chain written
+    at 0004 verifies at head, with the same ids and hashes."""
+    rid = _finished_run(inline)
+    hashes = [e.hash for e in runs.history(get_db(), rid)]
+    reset_db()  # the migration alters the tables: no pooled connection may hold them
+    downgrade(any_db, "0004")
+    engine = create_engine(any_db, poolclass=pool.NullPool)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT prev_hash, hash FROM ravel_audit WHERE run_id = :r ORDER BY idx"),
+            {"r": rid},
+        ).all()
+    assert [r.hash for r in rows] == hashes
+    assert [r.prev_hash for r in rows] == ["", *hashes[:-1]]
+    upgrade(any_db)
+    assert verify_audit(rid).ok
+    assert get_run(rid).id == rid
+    assert [e.hash for e in runs.history(get_db(), rid)] == hashes

@@ -240,7 +240,6 @@ def test_one_bad_row_is_logged_and_skipped_and_the_pass_goes_on(any_db, inline, 
                 at=run.updated_at,
                 step=None,
                 data={},
-                prev_hash="",
                 hash="",
             )
         )

@@ -23,7 +23,6 @@ class Row:
     at: datetime
     step: str | None
     data: dict
-    prev_hash: str
     hash: str
 
 
@@ -33,7 +32,7 @@ def chain(n: int = 4) -> list[Row]:
         at = AT + timedelta(seconds=idx)
         data = {"n": idx, "nested": {"b": [1, 2], "a": None}}
         digest = event_hash(prev, RUN, idx, f"kind.{idx}", "worker", at, "step", data)
-        rows.append(Row(RUN, idx, f"kind.{idx}", "worker", at, "step", data, prev, digest))
+        rows.append(Row(RUN, idx, f"kind.{idx}", "worker", at, "step", data, digest))
         prev = digest
     return rows
 
@@ -90,9 +89,10 @@ def test_edited_and_rehashed_row_breaks_the_next_link():
     rows = chain()
     r = rows[1]
     r.actor = "mallory"
-    r.hash = event_hash(r.prev_hash, r.run_id, r.idx, r.kind, r.actor, r.at, r.step, r.data)
+    prev = rows[0].hash
+    r.hash = event_hash(prev, r.run_id, r.idx, r.kind, r.actor, r.at, r.step, r.data)
     bad, problem, _ = find_break(rows)
-    assert bad == 3 and "prev_hash" in problem
+    assert bad == 3 and "re-hashed" in problem
 
 
 def test_a_missing_row_is_found():

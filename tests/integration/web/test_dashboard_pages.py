@@ -54,6 +54,7 @@ def test_runs_are_filtered_searched_and_paged(
     assert _rows(ops.html("/ui/runs?q=1_0")) == []
     assert _rows(ops.html("/ui/runs?q=sure_th")) == [a]
     assert _rows(ops.html(f"/ui/runs?q={b[:8]}")) == [b]  # an id's first characters
+    assert _rows(ops.html(f"/ui/runs?q={b[:11].upper()}")) == [b]  # across a hyphen
     assert _rows(ops.html(f"/ui/runs?q={c.upper()}")) == [c]
     later = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
     earlier = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
