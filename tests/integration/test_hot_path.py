@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from pipeline import (
     Done,
@@ -21,6 +21,7 @@ from pipeline import (
     verify_audit,
 )
 from pipeline.engine import execute_step
+from pipeline.settings import get_settings
 from pipeline.store import get_db
 from tests.support.inline import InlineDispatcher
 
@@ -101,6 +102,46 @@ def test_start_run_is_one_statement(pg_db: str, inline: InlineDispatcher) -> Non
     assert seen == ["WITH"], seen
     assert [e.kind for e in run_history(run_id)] == ["run.started"]
     assert verify_audit(run_id).ok
+
+
+def test_the_started_run_row_holds_every_starting_value(
+    pg_db: str, inline: InlineDispatcher
+) -> None:
+    """The one INSERT binds only what differs per run (the constants are literals in its
+    text, the state is the input parameter again, the timestamps one parameter): the row
+    still holds every value a new run starts with."""
+    name = f"lean_{uuid.uuid4().hex[:8]}"
+    flow = Workflow(name)
+
+    @flow.step(start=True)
+    def only(ctx: Any) -> Any:
+        return Done(None)
+
+    data = {"order": 7, "note": "nul \u0000 and \ue000 stored losslessly", "items": [1, 2]}
+    run_id = start_run(name, data, idempotency_key=f"key-{name}", actor="ann")
+    with get_db().engine.connect() as conn:
+        row = (
+            conn.execute(text("SELECT * FROM ravel_runs WHERE id = :id"), {"id": run_id})
+            .one()
+            ._mapping
+        )
+    assert (row["status"], row["step"], row["workflow"], row["workflow_version"]) == (
+        "pending",
+        "only",
+        name,
+        1,
+    )
+    counters = ("seq", "attempt", "recorded_attempt", "retry_base", "fencing", "version")
+    assert [row[c] for c in (*counters, "message_count", "audit_seq")] == [0] * 7 + [1]
+    assert row["idempotency_key"] == f"key-{name}"
+    assert row["created_at"] == row["updated_at"] == row["published_at"]
+    redispatch = (row["redispatch_at"] - row["published_at"]).total_seconds()
+    assert redispatch == get_settings().redispatch_after
+    view = get_run(run_id)
+    assert view.input == view.state == data
+    assert [(e.kind, e.actor) for e in run_history(run_id)] == [("run.started", "ann")]
+    assert verify_audit(run_id).ok
+    assert start_run(name, {"other": 1}, idempotency_key=f"key-{name}") == run_id
 
 
 def test_an_approval_locks_reads_and_decides_in_four_statements(
