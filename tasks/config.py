@@ -177,11 +177,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Flower needs task events; SENT shows published wake-ups.
         "worker_send_task_events": True,
         "task_send_sent_event": True,
-        # Deploys: on SIGTERM (or SIGQUIT with REMAP_SIGTERM=SIGQUIT) let running steps
-        # finish and commit for up to 30 s, then stop; an idle worker stops at once. A step
-        # cut short is re-driven from its checkpoint by the reaper.
+        # Deploys: SIGTERM is Celery's warm shutdown (running steps finish and commit, then
+        # the worker stops). SIGQUIT (or SIGTERM with REMAP_SIGTERM=SIGQUIT) is the cold one:
+        # while a step runs, Celery waits these 30 s before cancelling it, and a step cut
+        # short is re-driven from its checkpoint by the reaper. An idle worker stops at once:
+        # the wait on idle exists for ETA messages to be re-queued, and Ravel sends none.
         "worker_soft_shutdown_timeout": 30.0,
-        "worker_enable_soft_shutdown_on_idle": True,
+        "worker_enable_soft_shutdown_on_idle": False,
         # Recycle leaky children after the task they are running.
         "worker_max_memory_per_child": 512_000,
         "timezone": "UTC",

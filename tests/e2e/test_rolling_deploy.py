@@ -6,6 +6,8 @@ serve pending (never failed) until a worker that serves it comes back.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
@@ -109,3 +111,14 @@ def test_a_v1_run_finishes_beside_a_worker_that_does_not_serve_v1(pg_cluster: Cl
     assert _ran_by(straggler) == {v1.name, both.name}
     # The v2-only worker never received its wake-ups (it would have logged leaving one).
     assert "v1 is not served by this worker" not in v2.log()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGQUIT], ids=["SIGTERM", "SIGQUIT"])
+def test_an_idle_worker_stops_without_the_soft_shutdown_wait(pg_cluster: Cluster, sig: int) -> None:
+    """Warm (SIGTERM) and cold (SIGQUIT, what REMAP_SIGTERM=SIGQUIT makes of a container's
+    SIGTERM) shutdowns of an idle worker: no 30 s soft-shutdown wait, exit code 0."""
+    worker = pg_cluster.worker()
+    os.kill(worker.pid, sig)  # the main process only, as a container runtime signals PID 1
+    wait_for(lambda: not worker.alive(), 20, "the idle worker to stop")
+    assert worker.popen.returncode == 0, worker.log()[-3000:]
+    assert "Initiating Soft Shutdown" not in worker.log()
