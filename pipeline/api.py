@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -10,6 +9,7 @@ from pipeline import dispatch
 from pipeline import patch as patching
 from pipeline.audit import find_break
 from pipeline.errors import InvalidInput, RunNotFound, WorkflowNotFound
+from pipeline.ids import parse_id
 from pipeline.jsonutil import Limit, require_object, to_json_value
 from pipeline.principals import group_names
 from pipeline.redact import storable_text
@@ -24,17 +24,13 @@ from pipeline.workflow import describe, find_workflow
 
 def _run_id(run_id: Any) -> str:
     """Validate a run id before it reaches SQL: a UUID, or :class:`RunNotFound`."""
-    if isinstance(run_id, uuid.UUID):
-        return str(run_id)
-    if not isinstance(run_id, str) or len(run_id) > 64:
-        raise RunNotFound(f"{str(run_id)[:64]!r} is not a run id (expected a UUID)")
-    try:
-        return str(uuid.UUID(run_id))
-    except ValueError:
+    found = parse_id(run_id)
+    if found is None:
         raise RunNotFound(
-            f"{run_id!r} is not a run id (expected a UUID such as "
+            f"{str(run_id)[:64]!r} is not a run id (expected a UUID such as "
             "'0b7c5e0e-3f7a-4c53-9a43-6c2f1e8d9b10')"
-        ) from None
+        )
+    return found
 
 
 def _name(value: Any, what: str, example: str) -> str:
