@@ -55,6 +55,7 @@ class StepContext:
         wait_result: WaitResult | None,
         message_count: int = 0,
         fencing: int = 0,
+        owner: str = "",
     ) -> None:
         self._db = db
         self.run_id = run_id
@@ -69,7 +70,7 @@ class StepContext:
         self._message_count = message_count
         self.new_messages: list[dict[str, Any]] = []
         self.audit_events: list[tuple[str, dict[str, Any]]] = []
-        self._fencing = fencing
+        self._fencing, self._owner = fencing, owner  # the claim, fencing journal writes
         self._lease_lost: Callable[[], bool] = lambda: False
         #: set when a journaled call found the run no longer held by this attempt
         self.fenced_out = False
@@ -135,7 +136,9 @@ class StepContext:
         key = key or self.idempotency_key(name)
         # Fenced: written only while this attempt holds the run, and returns the entry as it
         # is now, so a cancelled run or a zombie whose journal is stale starts no call.
-        now = journal.begin_call(self._db, self.run_id, self.seq, name, kind, key, self._fencing)
+        now = journal.begin_call(
+            self._db, self.run_id, self.seq, name, kind, key, self._fencing, self._owner
+        )
         if now is None:
             self.fenced_out = True
             raise AttemptFenced(

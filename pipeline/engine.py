@@ -233,9 +233,10 @@ def plan_attempt(claim: Claim) -> CommitPlan | None:
         wait_result=WaitResult.from_json(claim.wait_result) if claim.wait_result else None,
         message_count=claim.message_count,
         fencing=claim.fencing,
+        owner=claim.lease_owner,
     )
     lease = keeper(db, get_settings().lease_seconds)
-    lease.hold(claim.run_id, claim.fencing)
+    lease.hold(claim.run_id, claim.fencing, claim.lease_owner)
     ctx.watch_lease(lease.is_lost)
     try:
         plan = _plan_transition(flow, claim, ctx, step_def.fn(ctx))

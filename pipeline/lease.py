@@ -24,16 +24,16 @@ class LeaseKeeper:
     def __init__(self, db: Database, lease_seconds: float) -> None:
         self._db = db
         self._seconds = lease_seconds
-        self._held: tuple[str, int] | None = None
+        self._held: tuple[str, int, str] | None = None  # (run, fencing token, owner)
         self._renew_at = 0.0  # monotonic time of the held lease's next renewal
         self._lost = False
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
 
-    def hold(self, run_id: str, fencing: int) -> None:
-        """Start renewing the lease of ``run_id`` claimed with ``fencing``."""
+    def hold(self, run_id: str, fencing: int, owner: str) -> None:
+        """Start renewing the lease of ``run_id`` claimed with ``fencing`` by ``owner``."""
         with self._cond:
-            self._held, self._lost = (run_id, fencing), False
+            self._held, self._lost = (run_id, fencing, owner), False
             self._renew_at = time.monotonic() + self._seconds / 3
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="ravel-lease", daemon=True)
@@ -72,7 +72,7 @@ class LeaseKeeper:
                     continue
                 self._renew_at = time.monotonic() + seconds / 3
             try:
-                ok = renew_lease(db, held[0], held[1], seconds)
+                ok = renew_lease(db, *held, seconds)
             except Exception:  # a failed renewal is retried next tick; the claim is fenced
                 log.warning("could not renew the lease of run %s", held[0], exc_info=True)
                 continue

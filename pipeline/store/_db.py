@@ -105,8 +105,9 @@ class Database:
         self.engine: Engine = self._create(url)
         # Writes whose loss in a database crash is harmless (claims, lease renewals) go
         # through connections that commit without waiting for the WAL flush: a lost claim
-        # leaves the run pending with its old fencing token, so the claimant's commit
-        # matches nothing and the reaper re-publishes the run. Any later durable commit
+        # leaves the run pending, its lease owner (unique per claim) not the claimant's, so
+        # the claimant's writes match nothing, even after a later claim reaches the same
+        # fencing token, and the reaper re-publishes the run. Any later durable commit
         # flushes them anyway.
         self.relaxed_engine: Engine = (
             self.engine

@@ -59,15 +59,22 @@ def load(db: Database, run_id: str, seq: int) -> dict[str, JournalEntry]:
 
 
 def begin_call(
-    db: Database, run_id: str, seq: int, name: str, kind: str, key: str, fencing: int
+    db: Database,
+    run_id: str,
+    seq: int,
+    name: str,
+    kind: str,
+    key: str,
+    fencing: int,
+    owner: str,
 ) -> JournalEntry | None:
     """Write (or count again) the intent to call ``name``, fenced by the attempt's claim.
 
     One statement: the intent is written only while the attempt still holds the run (same
-    fencing token, status running), and the entry is returned as it is now: a ``done`` entry
-    carries its recorded result (another attempt made the call; do not call again). None
-    means the attempt no longer holds the run (cancelled, or its lease was taken over): no
-    call may start.
+    fencing token and lease owner, status running), and the entry is returned as it is now:
+    a ``done`` entry carries its recorded result (another attempt made the call; do not call
+    again). None means the attempt no longer holds the run (cancelled, or its lease was
+    taken over): no call may start.
     """
     holder = (
         select(
@@ -86,6 +93,7 @@ def begin_call(
         .where(
             runs_t.c.id == run_id,
             runs_t.c.fencing == fencing,
+            runs_t.c.lease_owner == owner,
             runs_t.c.status == RunStatus.RUNNING.value,
         )
     )

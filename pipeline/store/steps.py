@@ -9,6 +9,7 @@ transaction, to deliver an event that arrived first.
 
 from __future__ import annotations
 
+import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -135,7 +136,8 @@ class Claim:
     audit_seq: int
     audit_head: str
     message_count: int
-    owner: str
+    owner: str  # the worker, as step records and audit events name it
+    lease_owner: str  # the owner plus a token unique to this claim: the fence's
     claimed_at: datetime
     _mono: float = field(default_factory=time.monotonic)
 
@@ -163,11 +165,15 @@ def claim(
     lease elsewhere, a run that is parked, finished or cancelled, or a run whose (workflow,
     version) is not in ``served`` (what this worker serves, for this wake-up's task).
     """
+    # Unique per claim: the fence of everything the attempt writes. A claim does not wait
+    # for the WAL flush, so a database crash can lose it; the run's next claim then gets the
+    # same fencing token, but not this owner, and the lost claimant's writes match nothing.
+    lease_owner = f"{owner}#{secrets.token_hex(4)}"
     params: dict[str, Any] = {
         "w_id": run_id,
         "w_seq": seq,
         "w_step": step,
-        "w_owner": owner,
+        "w_owner": lease_owner,
         "w_lease": float(lease_seconds),
     }
     if len(served) == 1:
@@ -197,17 +203,19 @@ def claim(
         audit_head=row.audit_head,
         message_count=row.message_count,
         owner=owner,
+        lease_owner=lease_owner,
         claimed_at=row.updated_at,
     )
 
 
-def renew_lease(db: Database, run_id: str, fencing: int, lease_seconds: float) -> bool:
+def renew_lease(db: Database, run_id: str, fencing: int, owner: str, lease_seconds: float) -> bool:
     """Extend a held lease; False means it was lost (cancelled, or taken over)."""
     stmt = (
         update(runs_t)
         .where(
             runs_t.c.id == run_id,
             runs_t.c.fencing == fencing,
+            runs_t.c.lease_owner == owner,
             runs_t.c.status == RunStatus.RUNNING.value,
         )
         .values(lease_expires_at=now_plus(lease_seconds))
@@ -282,7 +290,7 @@ def commit(db: Database, c: Claim, plan: CommitPlan, redispatch_after: float) ->
     if plan.wait is not None:
         assert wait_id is not None
         inserts.append((waits_t, [_wait_row(c, plan.wait, wait_id, seq, at)]))
-    fence = Fence(c.fencing, c.version)
+    fence = Fence(c.fencing, c.version, c.lease_owner)
     if plan.wait is None or plan.wait.kind != "event":
         # On PostgreSQL the whole commit is one statement: autocommit spares the round trips
         # of BEGIN and COMMIT.

@@ -39,10 +39,16 @@ runs_t = table_of(Run)
 
 @dataclass(frozen=True)
 class Fence:
-    """The claim a step attempt holds: its fencing token and the run row's version."""
+    """The claim a step attempt holds: its fencing token, its lease owner and the row's version.
+
+    The owner is unique per claim (see :func:`pipeline.store.steps.claim`): a claim lost in
+    a database crash (claims do not wait for the WAL flush) and a later claim of the same
+    run get the same fencing token, but never the same owner.
+    """
 
     fencing: int
     version: int
+    owner: str
 
 
 def transition(
@@ -68,7 +74,7 @@ def transition(
         only_from: the one status the run must have now (among the table's sources of
             ``target``; a decision needs ``waiting``, not any of them).
         fence: for a step's commit: the claim must still hold the run (status running, same
-            fencing token and row version). Its statement is built once per target.
+            fencing token, lease owner and row version). Its statement is built once per target.
         inserts: further rows written only when the change wins (a step's records). With a
             fence on PostgreSQL they go in the same statement as the UPDATE and the audit
             events (see the module docstring).
@@ -82,6 +88,7 @@ def transition(
             "version": fence.version + 1,
             "w_id": run_id,
             "w_fencing": fence.fencing,
+            "w_owner": fence.owner,
             "w_version": fence.version,
         }
         if conn.dialect.name == "postgresql":
@@ -149,6 +156,7 @@ def _fenced(target: RunStatus) -> Update:
     return update(runs_t).where(
         runs_t.c.id == bindparam("w_id"),
         runs_t.c.fencing == bindparam("w_fencing"),
+        runs_t.c.lease_owner == bindparam("w_owner"),
         runs_t.c.version == bindparam("w_version"),
         runs_t.c.status == RunStatus.RUNNING.value,
     )
@@ -163,7 +171,8 @@ def _fenced_in_one_statement(
     sets = [name for name in params if not name.startswith("w_")]
     head = (
         f"UPDATE {runs_t.name} SET {', '.join(f'{name} = :{name}' for name in sets)} "
-        "WHERE id = :w_id AND fencing = :w_fencing AND version = :w_version "
+        "WHERE id = :w_id AND fencing = :w_fencing AND lease_owner = :w_owner "
+        "AND version = :w_version "
         "AND status = :w_running"
     )
     params["w_running"] = RunStatus.RUNNING.value

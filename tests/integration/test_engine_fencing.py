@@ -95,7 +95,7 @@ def test_a_zombie_that_lost_its_lease_does_not_repeat_an_effect(any_db, inline, 
     # stopped too (a SIGSTOPped process renews nothing).
     from pipeline import lease
 
-    monkeypatch.setattr(lease.LeaseKeeper, "hold", lambda self, run_id, fencing: None)
+    monkeypatch.setattr(lease.LeaseKeeper, "hold", lambda self, run_id, fencing, owner: None)
     zombie, zombie_box = _in_thread(run_id=rid, seq=wake.seq, step=wake.step, worker="w1")
     assert paused.wait(10)
     time.sleep(0.5)  # the lease expires
@@ -157,10 +157,10 @@ def test_a_done_entry_found_by_the_fenced_intent_is_returned_not_called(any_db, 
 
         db = get_db()
         with db.engine.connect() as conn:
-            fencing = conn.execute(
-                select(runs_t.c.fencing).where(runs_t.c.id == ctx.run_id)
-            ).scalar_one()
-        assert journal.begin_call(db, ctx.run_id, ctx.seq, "b", "effect", "k", fencing)
+            fencing, owner = conn.execute(
+                select(runs_t.c.fencing, runs_t.c.lease_owner).where(runs_t.c.id == ctx.run_id)
+            ).one()
+        assert journal.begin_call(db, ctx.run_id, ctx.seq, "b", "effect", "k", fencing, owner)
         journal.record_result(db, ctx.run_id, ctx.seq, "b", {"done": "elsewhere"})
         seen.append(ctx.effect("b", remote, "b", ctx.attempt))
         return Done()

@@ -3,9 +3,8 @@ with their committed data, and leave no process or folder behind."""
 
 from __future__ import annotations
 
-import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +25,7 @@ from pipeline.testing.servers import (
     ServerError,
     port_open,
 )
-
-
-def _require(find: Callable[[], object]) -> None:
-    """Skip (fail in CI) when a server's programs are not installed."""
-    try:
-        find()
-    except ServerError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"{exc} (required in CI)")
-        pytest.skip(str(exc))
+from tests.support.services import require_programs
 
 
 def _session(server: Server) -> list[int]:
@@ -57,7 +47,7 @@ def closing() -> Iterator[list[Server]]:
 
 
 def _redis(closing: list[Server], folder: Path, **options: Any) -> RedisServer:
-    _require(lambda: which("redis-server", "apt-get install redis-server"))
+    require_programs(lambda: which("redis-server", "apt-get install redis-server"))
     kind: type[RedisServer] = options.pop("kind", RedisServer)
     server = kind(folder, start=False, **options)
     closing.append(server)
@@ -128,7 +118,7 @@ def test_a_server_never_ready_times_out_with_its_log(closing: list[Server], tmp_
 
 @pytest.fixture
 def pg(tmp_path: Path) -> Iterator[PostgresServer]:
-    _require(bindir)
+    require_programs(bindir)
     server = PostgresServer(tmp_path / "pg")
     try:
         yield server
@@ -163,7 +153,7 @@ def test_postgres_keeps_a_committed_row_through_sigkill(pg: PostgresServer) -> N
 
 
 def test_postgres_close_removes_its_processes_and_outside_files(tmp_path: Path) -> None:
-    _require(bindir)
+    require_programs(bindir)
     server = PostgresServer(tmp_path / "pg")
     postmaster = server._postmaster()
     assert postmaster is not None and server.started_in is not None
@@ -175,7 +165,7 @@ def test_postgres_close_removes_its_processes_and_outside_files(tmp_path: Path) 
 
 
 def test_a_postgres_that_cannot_start_says_why(tmp_path: Path) -> None:
-    _require(bindir)
+    require_programs(bindir)
     with socket.create_server(("127.0.0.1", 0)) as taken:
         server = PostgresServer(tmp_path / "pg", port=taken.getsockname()[1], start=False)
         try:
@@ -188,8 +178,8 @@ def test_a_postgres_that_cannot_start_says_why(tmp_path: Path) -> None:
 
 @pytest.fixture
 def rabbit(tmp_path: Path) -> Iterator[RabbitServer]:
-    _require(scripts)
-    _require(lambda: which("epmd", "it comes with Erlang"))
+    require_programs(scripts)
+    require_programs(lambda: which("epmd", "it comes with Erlang"))
     server = RabbitServer(tmp_path / "rabbit")
     try:
         yield server
@@ -243,8 +233,8 @@ def test_rabbit_node_keeps_a_persistent_message_through_restart_and_sigkill(
 
 @pytest.mark.slow
 def test_rabbit_close_leaves_nothing_and_never_touches_the_shared_node(tmp_path: Path) -> None:
-    _require(scripts)
-    _require(lambda: which("epmd", "it comes with Erlang"))
+    require_programs(scripts)
+    require_programs(lambda: which("epmd", "it comes with Erlang"))
     shared_before = port_open(5672)
     server = RabbitServer(tmp_path / "rabbit")
     assert server.node.startswith("ravel-") and server.port != 5672

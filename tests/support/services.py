@@ -6,11 +6,15 @@ import os
 import shutil
 import socket
 import subprocess
+from collections.abc import Callable
 from functools import cache
 from urllib.parse import unquote, urlparse
 
+import pytest
 from kombu.connection import Connection
 from sqlalchemy import Engine, create_engine, text
+
+from pipeline.testing.servers import ServerError
 
 PG_HOST = os.environ.get("RAVEL_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("RAVEL_TEST_PG_PORT", "5432"))
@@ -117,3 +121,18 @@ def drop_database(name: str) -> None:
     with engine.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     engine.dispose()
+
+
+def require_programs(find: Callable[[], object]) -> None:
+    """Skip (fail in CI) when a private server's programs are not installed.
+
+    Args:
+        find: locates the programs (e.g. :func:`pipeline.testing._postgres.bindir`); raises
+            :class:`pipeline.testing.servers.ServerError` saying what to install.
+    """
+    try:
+        find()
+    except ServerError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"{exc} (required in CI)")
+        pytest.skip(str(exc))

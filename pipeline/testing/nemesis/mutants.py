@@ -24,11 +24,18 @@ _journaled = StepContext.journaled
 
 
 def _unfenced_begin_call(
-    db: Database, run_id: str, seq: int, name: str, kind: str, key: str, fencing: int
+    db: Database,
+    run_id: str,
+    seq: int,
+    name: str,
+    kind: str,
+    key: str,
+    fencing: int,
+    owner: str,
 ) -> journal.JournalEntry | None:
     """``begin_call`` that ignores the fence: where the intent write finds that the attempt
     no longer holds its run (cancelled, or taken over), go on as if it had been written."""
-    entry = _begin_call(db, run_id, seq, name, kind, key, fencing)
+    entry = _begin_call(db, run_id, seq, name, kind, key, fencing, owner)
     if entry is not None:
         return entry
     return journal.JournalEntry(name, kind, "started", key, 1, None, 0, 0.0, None, None)
