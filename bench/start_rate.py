@@ -4,22 +4,30 @@
 
 No worker runs: the wake-ups stay queued (and are deleted after each round). ``start_run``
 inserts the run (with its audit event) and publishes its first wake-up; the baseline
-publishes a bare task to the same queue through the same Celery app.
+publishes a bare task to the same queue through the same Celery app. Each round also times
+the two halves of a start on their own, the insert (``runs.create_run``) and the publish
+(``dispatch.publish``), to show where a start's time goes: their sum falls short of a whole
+start by what alternating a database wait and a broker wait costs the process.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 
+from bench.flows import loop
 from bench.harness import Rig, rig
 from bench.runner import Result, Scale, alternate, ratios, rounds_for, scenario
-from pipeline import start_run
+from pipeline import dispatch, start_run
+from pipeline.settings import get_settings
+from pipeline.store import get_db, runs
+from pipeline.store.decisions import Wakeup
 
 
 def _ravel(r: Rig, count: int) -> dict[str, float]:
     start = time.perf_counter()
     for i in range(count):
-        start_run("bench_loop", {"left": 1, "i": i})
+        start_run(loop.name, {"left": 1, "i": i})
     rate = count / (time.perf_counter() - start)
     r.purge()  # the wake-ups went to the workflow version's queue
     return {"per_s": rate}
@@ -34,16 +42,55 @@ def _bare(r: Rig, count: int) -> dict[str, float]:
     return {"per_s": rate}
 
 
+#: the step a run of the bench loop starts at
+START = str(loop.start_step)
+
+
+def _insert_only(count: int) -> dict[str, float]:
+    """``start_run``'s insert without its publish: the run row and its first audit event."""
+    db, redispatch_after = get_db(), get_settings().redispatch_after
+    start = time.perf_counter()
+    for i in range(count):
+        runs.create_run(
+            db,
+            workflow=loop.name,
+            version=loop.version,
+            step=START,
+            input={"left": 1, "i": i},
+            idempotency_key=None,
+            actor="api",
+            redispatch_after=redispatch_after,
+        )
+    return {"ms": (time.perf_counter() - start) / count * 1e3}
+
+
+def _publish_only(r: Rig, count: int) -> dict[str, float]:
+    """``start_run``'s publish without its insert: a wake-up, as Ravel sends it."""
+    wakeup = Wakeup(str(uuid.uuid4()), loop.name, START, 0, loop.version)
+    start = time.perf_counter()
+    for _ in range(count):
+        dispatch.publish(wakeup)
+    elapsed = time.perf_counter() - start
+    r.purge()
+    return {"ms": elapsed / count * 1e3}
+
+
 @scenario("start_rate", 3, "Start rate: start_run vs apply_async from one process")
 def start_rate(scale: Scale) -> Result:
-    """Calls per second of each, and their ratio per round."""
+    """Calls per second of each and their ratio per round; a start's insert and publish alone."""
     count = scale.pick(10_000, 2_000, 200)
     rounds = rounds_for(scale, 3, 2, 1)
     result = Result("start_rate", "start rate", settings={"calls": count, "rounds": rounds})
     with rig(workers=0) as r:
         _ravel(r, 50), _bare(r, 50)  # connections and caches, both
         got = alternate(
-            rounds, {"bare": lambda: _bare(r, count), "ravel": lambda: _ravel(r, count)}
+            rounds,
+            {
+                "bare": lambda: _bare(r, count),
+                "ravel": lambda: _ravel(r, count),
+                "insert": lambda: _insert_only(count),
+                "publish": lambda: _publish_only(r, count),
+            },
         )
     bare = result.measure("apply_async_per_s", "/s", got["bare"]["per_s"])
     ravel = result.measure("start_run_per_s", "/s", got["ravel"]["per_s"])
@@ -53,4 +100,10 @@ def start_rate(scale: Scale) -> Result:
     result.row(f"apply_async, {count:,} calls", bare.text(0))
     result.row(f"start_run, {count:,} calls", ravel.text(0))
     result.row("start_run / apply_async rate", ratio.text(), ">= 0.5x", ratio.median >= 0.5)
+    insert = result.measure("insert_only_ms", "ms", got["insert"]["ms"])
+    publish = result.measure("publish_only_ms", "ms", got["publish"]["ms"])
+    whole = result.measure("start_run_ms", "ms", [1e3 / v for v in got["ravel"]["per_s"]])
+    result.row("a start: its insert alone", insert.text(3))
+    result.row("a start: its publish alone", publish.text(3))
+    result.row("a start, whole", whole.text(3))
     return result

@@ -48,5 +48,9 @@ def test_a_tiny_start_rate_run_prints_its_table_and_writes_json(pg_db: str, tmp_
     entry = report["scenarios"]["start_rate"]
     assert entry["measures"]["start_run_per_s"]["n"] == 1
     assert entry["measures"]["start_run_per_s"]["median"] > 0
+    # The two halves of a start, each timed alone, are each shorter than a whole start.
+    whole = entry["measures"]["start_run_ms"]["median"]
+    for half in ("insert_only_ms", "publish_only_ms"):
+        assert 0 < entry["measures"][half]["median"] < whole, (half, entry["measures"])
     assert len(entry["loadavg"]["start"]) == 3 and len(entry["loadavg"]["end"]) == 3
     assert report["scale"] == "tiny" and report["versions"]["celery"]
