@@ -32,10 +32,10 @@ services:  ## make sure PostgreSQL, Redis and RabbitMQ are running for the tests
 	@scripts/services.sh
 
 test: install services  ## every test, chaos tests included (what CI runs)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test-fast: install  ## the fast set: no slow chaos tests
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 # The long seeded nemesis; override any of these: make chaos SEED=42 BROKER=amqp RUNS=300
 SEED     ?=

@@ -25,6 +25,11 @@ from tests.support.services import PG_ADMIN_URL, create_database, drop_database,
 for _name in list(os.environ):
     if _name.startswith(("RAVEL_", "CELERY_")) or _name in ("OPENAI_BASE_URL", "OPENAI_API_KEY"):
         del os.environ[_name]
+# pytest-xdist gives its worker processes COLUMNS=80, which the CLI takes as the width of a
+# terminal (its tables squeeze ids into it); a serial run has none. Test as the serial run does.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
 
 
 def _use(monkeypatch: pytest.MonkeyPatch, home: Path, url: str, **extra: str) -> None:

@@ -34,7 +34,11 @@ FAST = {
     "RAVEL_REDISPATCH_AFTER": "2",
     "RAVEL_WORKFLOWS": "tests.e2e.flows",
 }
-REDIS_DB = os.environ.get("RAVEL_TEST_REDIS_DB", "13")
+# Each pytest-xdist process (gw0, gw1, ...) has a Redis database of its own (13, 12, ...):
+# the Celery events a test listens to and the reaper's queue are per database, not per test.
+REDIS_DB = os.environ.get("RAVEL_TEST_REDIS_DB") or str(
+    13 - int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+)
 
 
 def _require_redis() -> None:
