@@ -21,8 +21,10 @@ from tests.support.inline import InlineDispatcher, inline_dispatch
 from tests.support.services import PG_ADMIN_URL, create_database, drop_database, pg_available
 
 # Settings come from the environment: strip what a developer's shell may have set so a test
-# never touches their data.
+# never touches their data. RAVEL_TEST_* say where the test services are (tests/support).
 for _name in list(os.environ):
+    if _name.startswith("RAVEL_TEST_"):
+        continue
     if _name.startswith(("RAVEL_", "CELERY_")) or _name in ("OPENAI_BASE_URL", "OPENAI_API_KEY"):
         del os.environ[_name]
 # pytest-xdist gives its worker processes COLUMNS=80, which the CLI takes as the width of a
