@@ -18,6 +18,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from pipeline.metrics import multiproc
+
 # Re-exported: they lived here before the private servers got a module of their own.
 from pipeline.testing.servers import RedisServer, free_port
 
@@ -103,10 +105,12 @@ class Cluster:
         self.procs: list[Proc] = []
 
     def _env(self, extra: dict[str, str] | None) -> dict[str, str]:
+        # Nothing of this process's settings, nor a metric folder it was pointed at: each
+        # worker of the cluster keeps its metrics in its own folder under the cluster's home.
         env = {
             k: v
             for k, v in os.environ.items()
-            if not k.startswith(("RAVEL_", "CELERY_", "OPENAI_"))
+            if not k.startswith(("RAVEL_", "CELERY_", "OPENAI_")) and k != multiproc.ENV
         }
         env.update(self.env)
         env.update(extra or {})

@@ -5,6 +5,7 @@ cannot be read."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from datetime import timedelta
@@ -161,15 +162,15 @@ def test_a_worker_empties_its_own_folder_but_never_the_operators(
         assert multiproc.prepare_worker("w1@host/x") == folder
         assert list(folder.iterdir()) == []
         assert (other / "counter_456.db").exists()
-        import os
-
         assert os.environ[multiproc.ENV] == str(folder)
         assert multiproc.in_multiprocess_mode()
         own = tmp_path / "own"
         own.mkdir()
         (own / "gauge_livesum_9.db").write_bytes(b"x")
         (own / "counter_9.db").write_bytes(b"x")
-        monkeypatch.setenv(multiproc.ENV, str(own))
+        # Set directly, as prepare_worker set it: monkeypatch would restore prepare_worker's
+        # value at teardown and leak it to the tests (and the workers they start) after this.
+        os.environ[multiproc.ENV] = str(own)
         assert multiproc.prepare_worker("w1@host/x") == own
         assert (own / "counter_9.db").exists()  # never emptied: it may be shared
         multiproc.process_exited(9)
@@ -178,7 +179,7 @@ def test_a_worker_empties_its_own_folder_but_never_the_operators(
         assert str(other / "counter_456.db") in multiproc.metric_files()
     finally:
         values.ValueClass = chosen
-        monkeypatch.delenv(multiproc.ENV, raising=False)
+        os.environ.pop(multiproc.ENV, None)
 
 
 def test_a_claim_of_an_expired_lease_counts_as_a_takeover(any_db, inline):
