@@ -5,7 +5,7 @@
 No worker runs: the wake-ups stay queued (and are deleted after each round). ``start_run``
 inserts the run (with its audit event) and publishes its first wake-up; the baseline
 publishes a bare task to the same queue through the same Celery app. Each round also times
-the two halves of a start on their own, the insert (``runs.create_run``) and the publish
+the two halves of a start on their own, the insert (``start_run`` up to its publish) and the publish
 (``dispatch.publish``), to show where a start's time goes: their sum falls short of a whole
 start by what alternating a database wait and a broker wait costs the process.
 """
@@ -13,15 +13,11 @@ start by what alternating a database wait and a broker wait costs the process.
 from __future__ import annotations
 
 import time
-import uuid
 
 from bench.flows import loop
 from bench.harness import Rig, rig
 from bench.runner import Result, Scale, alternate, ratios, rounds_for, scenario
-from pipeline import dispatch, start_run
-from pipeline.settings import get_settings
-from pipeline.store import get_db, runs
-from pipeline.store.decisions import Wakeup
+from pipeline import api, dispatch, start_run
 
 
 def _ravel(r: Rig, count: int) -> dict[str, float]:
@@ -42,31 +38,18 @@ def _bare(r: Rig, count: int) -> dict[str, float]:
     return {"per_s": rate}
 
 
-#: the step a run of the bench loop starts at
-START = str(loop.start_step)
-
-
 def _insert_only(count: int) -> dict[str, float]:
-    """``start_run``'s insert without its publish: the run row and its first audit event."""
-    db, redispatch_after = get_db(), get_settings().redispatch_after
+    """``start_run`` without its publish: the run row and its first audit event."""
     start = time.perf_counter()
     for i in range(count):
-        runs.create_run(
-            db,
-            workflow=loop.name,
-            version=loop.version,
-            step=START,
-            input={"left": 1, "i": i},
-            idempotency_key=None,
-            actor="api",
-            redispatch_after=redispatch_after,
-        )
+        api._record_start(loop.name, {"left": 1, "i": i}, None, "api")
     return {"ms": (time.perf_counter() - start) / count * 1e3}
 
 
 def _publish_only(r: Rig, count: int) -> dict[str, float]:
-    """``start_run``'s publish without its insert: a wake-up, as Ravel sends it."""
-    wakeup = Wakeup(str(uuid.uuid4()), loop.name, START, 0, loop.version)
+    """``start_run``'s publish without its insert: the wake-up of one recorded start."""
+    _, wakeup = api._record_start(loop.name, {"left": 1}, None, "api")
+    assert wakeup is not None
     start = time.perf_counter()
     for _ in range(count):
         dispatch.publish(wakeup)

@@ -36,9 +36,8 @@ FAST = {
 }
 # Each pytest-xdist process (gw0, gw1, ...) has a Redis database of its own (13, 12, ...):
 # the Celery events a test listens to and the reaper's queue are per database, not per test.
-REDIS_DB = os.environ.get("RAVEL_TEST_REDIS_DB") or str(
-    13 - int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
-)
+_XDIST_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+REDIS_DB = os.environ.get("RAVEL_TEST_REDIS_DB") or str(13 - _XDIST_WORKER)
 
 
 def _require_redis() -> None:
