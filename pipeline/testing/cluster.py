@@ -85,9 +85,19 @@ class Proc:
                 self.popen.wait(timeout=10)
             self._log.close()
 
-    def stop(self) -> None:
-        """Warm shutdown, falling back to SIGKILL."""
-        self.kill(signal.SIGTERM)
+    def stop(self, timeout: float = 45.0) -> None:
+        """Warm shutdown: SIGTERM to the main process only, as ``docker stop`` and Kubernetes
+        send it; SIGKILL the group after ``timeout``.
+
+        Not to the group: Celery's pool processes keep SIGTERM's default action, so a group
+        SIGTERM (systemd's default ``KillMode=control-group``) kills a step mid-way, and the
+        reaper re-drives it after its lease instead of it committing.
+        """
+        with contextlib.suppress(ProcessLookupError):
+            self.popen.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout=timeout)
+        self.kill(signal.SIGKILL)  # whatever is left of its group
 
 
 class Cluster:

@@ -124,8 +124,26 @@ def test_sigterm_mid_step_lets_the_step_commit(broker_cluster: Cluster, tmp_path
     worker = pg_cluster.worker(concurrency=1)
     run_id = start_run("e2e_slow", {"ledger": str(ledger), "marker": str(marker), "sleep": 2})
     wait_for(marker.exists, 30, "the step to be running")
-    worker.popen.send_signal(signal.SIGTERM)
-    worker.popen.wait(timeout=60)
+    worker.stop(timeout=60)  # SIGTERM to the main process
     assert get_run(run_id).status == "succeeded", worker.log()[-3000:]
     assert [(s.attempt, s.status) for s in run_steps(run_id)] == [(1, "succeeded")]
+    assert _lines(ledger) == [f"{run_id}:effect"]
+
+
+def test_sigterm_to_the_whole_group_kills_the_step_and_the_reaper_redrives_it(
+    pg_cluster: Cluster, tmp_path: Path
+) -> None:
+    """The README's systemd caveat: SIGTERM to every process of the worker (``KillMode=
+    control-group``) reaches the pool process too, which dies mid-step (Celery keeps SIGTERM's
+    default action there); the run is re-driven after the lease, its effect journaled once."""
+    ledger, marker = tmp_path / "ledger", tmp_path / "marker"
+    worker = pg_cluster.worker(concurrency=1)
+    run_id = start_run("e2e_slow", {"ledger": str(ledger), "marker": str(marker), "sleep": 2})
+    wait_for(marker.exists, 30, "the step to be running")
+    worker.kill(signal.SIGTERM)  # the process group, as systemd's default sends it
+    assert get_run(run_id).status == "running"  # the step did not commit
+    pg_cluster.worker(concurrency=1)
+    pg_cluster.beat()
+    _wait_status(run_id, "succeeded", pg_cluster)
+    assert [(s.attempt, s.status) for s in run_steps(run_id)] == [(1, "lost"), (2, "succeeded")]
     assert _lines(ledger) == [f"{run_id}:effect"]

@@ -38,7 +38,9 @@ def _all_succeed(run_ids: list[str], cluster: Cluster, timeout: float = 40) -> N
 def _ran_by(run_id: str) -> set[str]:
     """The workers (by process name) that ran the run's steps; each step succeeded once."""
     steps = run_steps(run_id)
-    assert all(s.status == "succeeded" for s in steps), steps
+    assert all(s.status == "succeeded" for s in steps), [
+        (s.seq, s.attempt, s.step, s.status, s.worker, s.error) for s in steps
+    ]
     return {(s.worker or "?").split("@")[0] for s in steps}
 
 

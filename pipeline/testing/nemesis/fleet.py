@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -199,14 +198,3 @@ def _last_words(proc: Proc) -> str:
     """The line a worker that exited on its own logged about why (CRITICAL), if any."""
     lines = [line for line in proc.log().splitlines() if "CRITICAL" in line]
     return lines[-1][-300:] if lines else ""
-
-
-def warm_stop(proc: Proc, timeout: float = 45.0) -> None:
-    """SIGTERM to the main process only, as ``docker stop`` does: Celery's warm shutdown lets
-    running steps finish (its pool processes get no signal of their own); SIGKILL the group
-    after ``timeout``."""
-    with contextlib.suppress(ProcessLookupError):
-        proc.popen.send_signal(signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.popen.wait(timeout=timeout)
-    proc.kill(signal.SIGKILL)  # whatever is left of its group

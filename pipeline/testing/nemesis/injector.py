@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.testing.nemesis.backends import Broker, Database
-from pipeline.testing.nemesis.fleet import Fleet, warm_stop
+from pipeline.testing.nemesis.fleet import Fleet
 from pipeline.testing.nemesis.jsonlog import JsonLog
 from pipeline.testing.nemesis.schedule import Fault
 
@@ -124,7 +124,7 @@ class Injector:
                 return {"worker": name}
             slot.down = True
             if proc is not None and fault.kind in ("worker_term", "deploy_v2"):
-                warm_stop(proc)
+                proc.stop()
             elif proc is not None:
                 proc.kill(signal.SIGKILL)
             time.sleep(fault.hold)
