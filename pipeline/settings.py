@@ -103,6 +103,8 @@ class Settings:
         redispatch_after: a pending run whose wake-up is older than this is re-published:
             ``RAVEL_REDISPATCH_AFTER``.
         step_time_limit: soft time limit of one step in seconds: ``RAVEL_STEP_TIME_LIMIT``.
+        database_wait: how long a starting worker or beat retries an unreachable database
+            before it exits: ``RAVEL_DATABASE_WAIT``.
         dispatcher: ``module:function`` that publishes wake-ups: ``RAVEL_DISPATCHER``.
         openai_base_url / openai_api_key / model: the LLM endpoint (``OPENAI_BASE_URL``,
             ``OPENAI_API_KEY``, ``RAVEL_MODEL``).
@@ -126,6 +128,7 @@ class Settings:
     reaper_interval: float = 1.0
     redispatch_after: float = 5.0
     step_time_limit: float = 300.0
+    database_wait: float = 30.0
     dispatcher: str = "tasks.dispatch:publish"
     openai_base_url: str | None = None
     openai_api_key: str | None = field(default=None, repr=False)
@@ -169,6 +172,7 @@ def _read() -> Settings:
         reaper_interval=_float("RAVEL_REAPER_INTERVAL", 1.0),
         redispatch_after=_float("RAVEL_REDISPATCH_AFTER", 5.0),
         step_time_limit=_float("RAVEL_STEP_TIME_LIMIT", 300.0),
+        database_wait=_float("RAVEL_DATABASE_WAIT", 30.0),
         dispatcher=os.environ.get("RAVEL_DISPATCHER") or "tasks.dispatch:publish",
         openai_base_url=os.environ.get("OPENAI_BASE_URL") or None,
         openai_api_key=os.environ.get("OPENAI_API_KEY") or None,

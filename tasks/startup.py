@@ -2,8 +2,9 @@
 
 A worker against an unmigrated or unreachable database would otherwise log a long traceback
 and then take wake-ups it cannot run. Instead it says in one line what is wrong and what to
-do, and exits with code 1. An unreachable database is retried for a while first, so
-containers started together (database, migrations, workers) come up in any order.
+do, and exits with code 1. An unreachable database is retried for ``RAVEL_DATABASE_WAIT``
+seconds first, so containers started together (database, migrations, workers) come up in any
+order.
 """
 
 from __future__ import annotations
@@ -13,22 +14,21 @@ import time
 
 from pipeline.errors import PipelineError, StoreUnavailable
 from pipeline.redact import redact_text
+from pipeline.settings import get_settings
 from pipeline.store import health
 
 log = logging.getLogger("ravel.startup")
 
-#: How long a starting worker or beat waits for an unreachable database.
-DATABASE_WAIT_SECONDS = 30.0
-
 _checked = False
 
 
-def check_database(process: str, wait: float = DATABASE_WAIT_SECONDS) -> None:
+def check_database(process: str, wait: float | None = None) -> None:
     """Return if the database is reachable and migrated; else log one line and exit(1).
 
     Args:
         process: what is starting (``worker``, ``beat``), for the message.
-        wait: seconds to keep retrying an unreachable database.
+        wait: seconds to keep retrying an unreachable database (default
+            ``RAVEL_DATABASE_WAIT``).
 
     Raises:
         SystemExit: with code 1, when the database is not usable.
@@ -38,6 +38,8 @@ def check_database(process: str, wait: float = DATABASE_WAIT_SECONDS) -> None:
         return
     # Alembic logs "Context impl ..." at INFO when it reads the revision.
     logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
+    if wait is None:
+        wait = get_settings().database_wait
     deadline = time.monotonic() + wait
     retrying = False
     while True:
@@ -46,11 +48,11 @@ def check_database(process: str, wait: float = DATABASE_WAIT_SECONDS) -> None:
             break
         except StoreUnavailable as exc:
             if time.monotonic() >= deadline:
-                _refuse(process, f"{exc} (still unreachable after {wait:.0f} s)")
+                _refuse(process, f"{exc} (still unreachable after {wait:g} s)")
             if not retrying:
-                log.warning("%s; retrying for up to %.0f s", exc, wait)
+                log.warning("%s; retrying for up to %g s (RAVEL_DATABASE_WAIT)", exc, wait)
                 retrying = True
-            time.sleep(1.0)
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
         except PipelineError as exc:
             _refuse(process, str(exc))
         except Exception as exc:  # a bad URL, a missing driver: still one line

@@ -8,8 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import make_url
 
+from pipeline import get_run, start_run
 from pipeline.testing.cluster import Cluster, free_port, wait_for
+from pipeline.testing.proxy import Proxy
 from tests.e2e.conftest import REDIS_DB
 from tests.support.services import (
     REDIS_HOST,
@@ -94,10 +97,33 @@ def test_unreachable_database_is_waited_for_then_refused(tmp_path: Path, redis_u
     cluster = _cluster(
         tmp_path, f"postgresql://ravel:s3cret-pw@127.0.0.1:{free_port()}/ravel", redis_url
     )
+    cluster.env["RAVEL_DATABASE_WAIT"] = "2.5"
     try:
-        logs = _refused(cluster, 60, "(still unreachable after 30 s)")
+        logs = _refused(cluster, 60, "(still unreachable after 2.5 s)")
     finally:
         cluster.stop_all()
     for log in logs:
         assert "cannot reach the database at postgresql+psycopg://ravel:***@127.0.0.1" in log
+        assert "retrying for up to 2.5 s (RAVEL_DATABASE_WAIT)" in log
         assert "s3cret-pw" not in log
+
+
+def test_a_worker_started_before_its_database_serves_once_it_comes_up(
+    pg_cluster: Cluster, pg_db: str, tmp_path: Path
+) -> None:
+    """Containers started together: the database answers a few seconds after the worker
+    started, within ``RAVEL_DATABASE_WAIT``; the worker then starts and runs steps."""
+    upstream = make_url(pg_db)
+    with Proxy("127.0.0.1", upstream.port or 5432) as db_port:
+        db_port.cut()  # refused, as a database still starting refuses connections
+        url = upstream.set(port=db_port.port).render_as_string(hide_password=False)
+        worker = pg_cluster.worker(
+            {"RAVEL_DATABASE_URL": url, "RAVEL_DATABASE_WAIT": "60"}, ready=False
+        )
+        wait_for(lambda: "retrying for up to 60 s" in worker.log(), 60, "the worker to wait")
+        db_port.heal()
+        wait_for(lambda: "ready." in worker.log() or not worker.alive(), 60, "worker ready")
+        assert worker.alive(), worker.log()[-3000:]
+        run_id = start_run("e2e_chain", {"n": 2, "ledger": str(tmp_path / "ledger")})
+        wait_for(lambda: get_run(run_id).status == "succeeded", 30, "the run to succeed")
+        assert "cannot start" not in worker.log()

@@ -14,6 +14,7 @@ FLOATS = {
     "RAVEL_REAPER_INTERVAL": "reaper_interval",
     "RAVEL_REDISPATCH_AFTER": "redispatch_after",
     "RAVEL_STEP_TIME_LIMIT": "step_time_limit",
+    "RAVEL_DATABASE_WAIT": "database_wait",
 }
 ALL = [
     *FLOATS,
@@ -50,12 +51,13 @@ def test_defaults(env, tmp_path):
     assert s.broker_folder == s.home / "broker"
     assert s.workflows == ()
     assert s.default_queue == "ravel"
-    assert (s.lease_seconds, s.reaper_interval, s.redispatch_after, s.step_time_limit) == (
-        15.0,
-        1.0,
-        5.0,
-        300.0,
-    )
+    assert (
+        s.lease_seconds,
+        s.reaper_interval,
+        s.redispatch_after,
+        s.step_time_limit,
+        s.database_wait,
+    ) == (15.0, 1.0, 5.0, 300.0, 30.0)
     assert s.openai_api_key is None and s.openai_base_url is None
 
 
