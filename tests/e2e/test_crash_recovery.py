@@ -138,7 +138,8 @@ def test_sigterm_to_the_whole_group_kills_the_step_and_the_reaper_redrives_it(
     default action there); the run is re-driven after the lease, its effect journaled once."""
     ledger, marker = tmp_path / "ledger", tmp_path / "marker"
     worker = pg_cluster.worker(concurrency=1)
-    run_id = start_run("e2e_slow", {"ledger": str(ledger), "marker": str(marker), "sleep": 2})
+    # 4 s: the signal surely lands while the step sleeps, however late this test polls.
+    run_id = start_run("e2e_slow", {"ledger": str(ledger), "marker": str(marker), "sleep": 4})
     wait_for(marker.exists, 30, "the step to be running")
     worker.kill(signal.SIGTERM)  # the process group, as systemd's default sends it
     assert get_run(run_id).status == "running"  # the step did not commit
