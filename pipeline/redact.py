@@ -67,6 +67,20 @@ def storable_text(text: str) -> str:
     return _UNSTORABLE_TEXT.sub(_visible, text) if _UNSTORABLE_TEXT.search(text) else text
 
 
+def mask_url(url: str) -> str:
+    """``url`` fit to print: its password, if it has one, replaced by ``***``.
+
+    Everything up to the last ``@`` is the credentials (a password may hold an unescaped
+    ``/``); a URL without a password is shown as it is, not as if it had one (kombu's
+    ``as_uri`` shows ``redis://:**@host`` for a Redis URL without any).
+    """
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not (sep and at) or ":" not in creds:
+        return url
+    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+
+
 def redact_text(text: str, limit: int = 4000) -> str:
     """``text`` with secrets masked, CR/LF neutralised (no forged log lines), NUL shown as
     ``\\0`` (see :func:`storable_text`), and cut."""

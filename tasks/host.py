@@ -37,6 +37,7 @@ from kombu.connection import Connection
 
 from pipeline import dispatch
 from pipeline.errors import ConfigurationError
+from pipeline.redact import mask_url
 from pipeline.settings import Settings, get_settings
 from pipeline.workflow import all_workflows
 from tasks import dispatch as celery_dispatch
@@ -77,10 +78,10 @@ def _broker_conflict(celery: Celery, settings: Settings) -> str | None:
     own = celery.conf.broker_url
     if _same_broker(own, broker_url(settings)):
         return None
-    shown = signals.mask(str(own)) if own else "Celery's default (amqp://localhost)"
+    shown = mask_url(str(own)) if own else "Celery's default (amqp://localhost)"
     return (
         f"this app's broker is {shown} but RAVEL_BROKER_URL is "
-        f"{signals.mask(settings.broker_url)}: the processes that publish through "
+        f"{mask_url(settings.broker_url)}: the processes that publish through "
         "RAVEL_BROKER_URL (ravel serve, the CLI) would send wake-ups where this worker "
         "does not listen; set RAVEL_BROKER_URL to the app's broker URL in every process"
     )

@@ -15,6 +15,7 @@ from celery import Celery, signals
 
 from pipeline import store
 from pipeline.reaper import register_workflows
+from pipeline.redact import mask_url
 from pipeline.settings import Settings, get_settings
 from pipeline.workflow import all_workflows
 from tasks import fs_transport, slack, startup
@@ -78,16 +79,6 @@ def _beat_starting(sender: Any = None, **_: Any) -> None:
         startup.check_database("beat")
 
 
-def mask(url: str) -> str:
-    """``url`` with its password replaced by ``***``."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
-
-
 def _on_ready(sender: Any = None, **_: Any) -> None:
     global _heartbeat
     if not _ours(getattr(sender, "app", None)):
@@ -99,7 +90,9 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
     if not broker or broker.startswith(fs_transport.ALIAS):
         broker = settings.broker_url
     log.info(
-        "ravel worker ready: broker %s, database %s", mask(broker), mask(settings.database_url)
+        "ravel worker ready: broker %s, database %s",
+        mask_url(broker),
+        mask_url(settings.database_url),
     )
     try:
         names = register_workflows()
@@ -136,4 +129,4 @@ def connect() -> None:
     signals.worker_shutdown.connect(_on_shutdown, weak=False)
 
 
-__all__ = ["connect", "mask", "watch"]
+__all__ = ["connect", "watch"]

@@ -8,9 +8,10 @@ from pipeline import api, migrate
 from pipeline.cli.common import json_option, require_database
 from pipeline.cli.output import echo_json, print_table, when
 from pipeline.migrate import sqlite_file
+from pipeline.redact import mask_url
 from pipeline.settings import get_settings
 from pipeline.store import get_db, runs
-from pipeline.store.db_errors import MIGRATE_HINT, mask_url
+from pipeline.store.db_errors import MIGRATE_HINT
 
 
 @click.group()

@@ -16,6 +16,7 @@ import click
 from pipeline.cli.common import json_option
 from pipeline.cli.errors import describe, one_line
 from pipeline.cli.output import echo_json, when
+from pipeline.redact import mask_url
 from pipeline.settings import Settings, get_settings
 from pipeline.store import get_db, health
 
@@ -87,7 +88,7 @@ def check_broker(settings: Settings) -> Check:
             "socket_timeout": BROKER_TIMEOUT,
         },
     )
-    shown = conn.as_uri()  # password masked
+    shown = mask_url(url)
     try:
         conn.ensure_connection(  # type: ignore[no-untyped-call]  # kombu is partly typed
             max_retries=1, interval_start=0, interval_step=0, timeout=BROKER_TIMEOUT

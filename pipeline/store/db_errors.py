@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from pipeline.errors import DatabaseNotMigrated, PipelineError, StoreUnavailable
+from pipeline.redact import mask_url
 from pipeline.settings import get_settings
 
 MIGRATE_HINT = "run `ravel db upgrade`"
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def mask_url(url: str) -> str:
-    """A database URL fit to print: the password replaced by ``***``."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # unparseable: mask whatever sits between "user:" and "@"
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 def current_url() -> str:

@@ -18,9 +18,10 @@ from sqlalchemy.exc import DBAPIError
 
 from models import ReaperRecord, WorkerRecord, WorkflowRecord, table_of
 from pipeline import migrate
+from pipeline.redact import mask_url
 from pipeline.settings import get_settings
 from pipeline.store._db import Database, db_now
-from pipeline.store.db_errors import MIGRATE_HINT, mask_url, translate
+from pipeline.store.db_errors import MIGRATE_HINT, translate
 
 reapers_t = table_of(ReaperRecord)
 workers_t = table_of(WorkerRecord)

@@ -124,6 +124,9 @@ def test_a_worker_started_before_its_database_serves_once_it_comes_up(
         db_port.heal()
         wait_for(lambda: "ready." in worker.log() or not worker.alive(), 60, "worker ready")
         assert worker.alive(), worker.log()[-3000:]
+        # Its URL has no password: the ready line shows none masked either.
+        [ready] = [ln for ln in worker.log().splitlines() if "ravel worker ready" in ln]
+        assert f"database {make_url(url).render_as_string()}" in ready, ready
         run_id = start_run("e2e_chain", {"n": 2, "ledger": str(tmp_path / "ledger")})
         wait_for(lambda: get_run(run_id).status == "succeeded", 30, "the run to succeed")
         assert "cannot start" not in worker.log()

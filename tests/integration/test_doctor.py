@@ -74,7 +74,7 @@ def test_healthy_deployment(broker: str) -> None:
     assert "celery@a (refund v1, v2" in found["workers"][1]
     assert "by host/7 (1 passes; last: woken 2, expired 0)" in found["reaper"][1]
     if broker == "redis":
-        assert "redis://:**@" in found["broker"][1] and "s3cret" not in found["broker"][1]
+        assert "redis://:***@" in found["broker"][1] and "s3cret" not in found["broker"][1]
 
     report = json.loads(doctor("--json", code=0).stdout)
     assert report["ok"] is True
@@ -141,7 +141,7 @@ def test_unmigrated_database_and_unreachable_broker_fail(unmigrated_pg: str) -> 
     assert "is not migrated; run `ravel db upgrade`" in found["database"][1]
     assert (
         found["broker"][0] == "FAIL"
-        and "cannot reach the broker at redis://:**@" in found["broker"][1]
+        and "cannot reach the broker at redis://:***@" in found["broker"][1]
     )
     assert found["workers"][0] == "WARN" and "not checked" in found["workers"][1]
     report = json.loads(doctor("--json", code=1).stdout)

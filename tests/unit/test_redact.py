@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.redact import MASK, redact, redact_text
+from pipeline.redact import MASK, mask_url, redact, redact_text
 
 SECRETS = [
     "sk-abcdefgh12345678",
@@ -86,3 +86,21 @@ def test_redaction_happens_before_the_cut():
     secret = "sk-abcdefgh12345678"
     out = redact_text("a" * 3990 + secret)
     assert "sk-abc" not in out
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:s3cret@127.0.0.1:6379/9", "redis://:***@127.0.0.1:6379/9"),
+        ("amqp://guest:guest@127.0.0.1:5672//", "amqp://guest:***@127.0.0.1:5672//"),
+        ("postgresql://ravel:pa/ss@db:5432/ravel", "postgresql://ravel:***@db:5432/ravel"),
+        ("postgresql://ravel:p@ss@db/ravel", "postgresql://ravel:***@db/ravel"),
+        # No password: shown as it is, not as if it had one.
+        ("redis://127.0.0.1:6379/9", "redis://127.0.0.1:6379/9"),
+        ("postgresql://postgres@127.0.0.1/ravel", "postgresql://postgres@127.0.0.1/ravel"),
+        ("filesystem://", "filesystem://"),
+        ("sqlite:////srv/ravel/ravel.db", "sqlite:////srv/ravel/ravel.db"),
+    ],
+)
+def test_a_url_is_shown_with_its_password_masked_and_none_invented(url: str, shown: str) -> None:
+    assert mask_url(url) == shown
