@@ -22,13 +22,13 @@ log = logging.getLogger("ravel.startup")
 _checked = False
 
 
-def check_database(process: str, wait: float | None = None) -> None:
+def check_database(process: str) -> None:
     """Return if the database is reachable and migrated; else log one line and exit(1).
+
+    An unreachable database is retried for ``RAVEL_DATABASE_WAIT`` seconds.
 
     Args:
         process: what is starting (``worker``, ``beat``), for the message.
-        wait: seconds to keep retrying an unreachable database (default
-            ``RAVEL_DATABASE_WAIT``).
 
     Raises:
         SystemExit: with code 1, when the database is not usable.
@@ -38,8 +38,7 @@ def check_database(process: str, wait: float | None = None) -> None:
         return
     # Alembic logs "Context impl ..." at INFO when it reads the revision.
     logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
-    if wait is None:
-        wait = get_settings().database_wait
+    wait = get_settings().database_wait
     deadline = time.monotonic() + wait
     retrying = False
     while True:
